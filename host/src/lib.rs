@@ -4,4 +4,6 @@
 //! request → context → decision ([`policy`]) → validated plan → executor →
 //! database.
 
+pub mod cases;
 pub mod contract;
+pub mod policy;

@@ -1,0 +1,45 @@
+//! Subcommands of the `lethe` binary. Each lives in its own module and only
+//! translates between the command line and the library.
+
+mod policy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lethe",
+    version,
+    about = "Programmable, per-tenant user deletion"
+)]
+pub struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `lethe=debug`.
+    #[arg(long, global = true, env = "LETHE_LOG")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Author tools: run, test and inspect a policy component locally.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+    }
+}
+
+/// Logs go to stderr so stdout stays machine-readable JSON.
+pub fn init_tracing(filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
