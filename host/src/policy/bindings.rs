@@ -164,28 +164,3 @@ pub fn info_from_wit(i: w::PolicyInfo) -> c::PolicyInfo {
         actions: i.actions.into_iter().map(action_from_wit).collect(),
     }
 }
-
-/// Bytes the host holds for a decision: what the output cap is measured on.
-pub fn decision_size(d: &w::Decision) -> usize {
-    let strings = |v: &[String]| v.iter().map(|s| s.len() + 8).sum::<usize>();
-    let outcome = match &d.outcome {
-        w::Outcome::Allow(p) => {
-            p.categories
-                .iter()
-                .map(|c| c.category.len() + 16)
-                .sum::<usize>()
-                + strings(&p.notify)
-                + match &p.transfer_target {
-                    Some(w::TransferTarget::User(s) | w::TransferTarget::Role(s)) => s.len(),
-                    _ => 0,
-                }
-                + match &p.profile {
-                    w::ProfilePlan::Scrub(s) => s.len(),
-                    w::ProfilePlan::Keep => 0,
-                }
-        }
-        w::Outcome::Escalate(e) => e.queue.len() + e.reason.len(),
-        w::Outcome::Deny(d) => d.code.len() + d.message.len(),
-    };
-    outcome + strings(&d.rules)
-}

@@ -17,8 +17,11 @@ pub enum PolicyFault {
     StackOverflow,
     #[error("policy trapped: {0}")]
     Trap(String),
-    #[error("policy output of {size} bytes exceeds the cap of {cap} bytes")]
-    OutputTooLarge { size: usize, cap: usize },
+    /// Measured while the output is copied out of the guest, so an output
+    /// that aliases one buffer many times is stopped before it is
+    /// materialised; its full size is therefore never known.
+    #[error("policy output exceeds the cap of {cap} bytes")]
+    OutputTooLarge { cap: usize },
     #[error("policy returned a malformed decision: {0}")]
     MalformedOutput(String),
     #[error("no sandbox available for the policy: {0}")]
