@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI checks, from a fresh clone: installs the wasm target and the
 # pinned Python/JavaScript policy toolchains, builds every policy component,
-# runs each seed policy's cases through `lethe policy test`, then the Rust
-# test suites (SQLite and PostgreSQL), formatting and lints.
+# then the Rust test suites (each seed policy's cases through `lethe policy
+# test`, the hostile corpus, SQLite and PostgreSQL), formatting and lints.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -25,15 +25,8 @@ bash policies/build.sh
 step "build lethe"
 cargo build --locked -p lethe
 
-step "seed policies: lethe policy test"
-# A fresh cache per run proves compilation works; later runs in the same
-# job reuse it.
-export LETHE_CACHE_DIR="${LETHE_CACHE_DIR:-$root/target/lethe-cache}"
-for cases in policies/*/cases.toml; do
-    name="$(basename "$(dirname "$cases")")"
-    ./target/debug/lethe policy test "policies/dist/$name.wasm" "$cases"
-done
-
+# tests/seed_policies.rs runs every seed policy's cases through
+# `lethe policy test`; host/tests/hostile.rs drives the hostile corpus.
 step "cargo test"
 cargo test --locked --workspace -- --test-threads=2
 
