@@ -197,11 +197,22 @@ impl Runtime {
             memory_bytes: limits.memory_bytes.min(self.inner.limits.memory_bytes),
             ..limits
         };
-        let mut policy = Policy {
+        let info = {
+            let mut live = instantiate(engine, &pre, &limits, "(describe)".into())
+                .map_err(LoadError::Describe)?;
+            let info = live
+                .bindings
+                .lethe_policy_policy()
+                .call_describe(&mut live.store)
+                .map_err(|e| LoadError::Describe(classify(e, &live.store, &limits)))?;
+            bindings::info_from_wit(info)
+        };
+        let policy = Policy {
             inner: Arc::new(PolicyInner {
                 runtime: self.clone(),
+                name: info.name.as_str().into(),
                 sha256,
-                info: None,
+                info,
                 version,
                 pre,
                 limits,
@@ -210,10 +221,6 @@ impl Runtime {
                 cache,
             }),
         };
-        let info = policy.call_describe().map_err(LoadError::Describe)?;
-        if let Some(inner) = Arc::get_mut(&mut policy.inner) {
-            inner.info = Some(info);
-        }
         tracing::debug!(name = %policy.info().name, ?cache, "policy loaded");
         Ok(policy)
     }
@@ -262,8 +269,10 @@ pub struct Policy {
 struct PolicyInner {
     /// Keeps the engine's epoch ticker alive while the policy is.
     runtime: Runtime,
+    /// `info.name`, shared with every sandbox for its log lines.
+    name: Arc<str>,
     sha256: String,
-    info: Option<PolicyInfo>,
+    info: PolicyInfo,
     version: ContractVersion,
     pre: v0_1::DeletionPolicyPre<Sandbox>,
     limits: Limits,
@@ -272,14 +281,6 @@ struct PolicyInner {
     cache: CacheOutcome,
 }
 
-/// What a loaded policy says of itself when `describe()` was not reached.
-static UNDESCRIBED: std::sync::LazyLock<PolicyInfo> = std::sync::LazyLock::new(|| PolicyInfo {
-    name: "(loading)".into(),
-    version: String::new(),
-    description: String::new(),
-    actions: Vec::new(),
-});
-
 impl Policy {
     /// Hex sha256 of the component bytes: the policy's identity in records.
     pub fn sha256(&self) -> &str {
@@ -287,7 +288,7 @@ impl Policy {
     }
 
     pub fn info(&self) -> &PolicyInfo {
-        self.inner.info.as_ref().unwrap_or(&UNDESCRIBED)
+        &self.inner.info
     }
 
     pub fn contract_version(&self) -> ContractVersion {
@@ -336,35 +337,37 @@ impl Policy {
     }
 
     fn instantiate(&self) -> Result<Live, PolicyFault> {
-        let limits = &self.inner.limits;
-        let mut store = Store::new(
-            self.inner.runtime.engine(),
-            Sandbox::new(self.info().name.as_str().into(), limits.memory_bytes),
-        );
-        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| PolicyFault::Unavailable(format!("{e:#}")))?;
-        store.set_epoch_deadline(engine::deadline_ticks(limits.deadline()));
-        store.epoch_deadline_trap();
-        // Caps the bytes copied out of the guest per call (the decision, a
-        // log line), counted while they are copied: a list of a million
-        // aliases of one buffer is stopped before the host allocates it.
-        store.set_hostcall_fuel(limits.output_bytes);
-        match self.inner.pre.instantiate(&mut store) {
-            Ok(bindings) => Ok(Live { store, bindings }),
-            Err(e) => Err(classify(e, &store, limits)),
-        }
+        let inner = &self.inner;
+        instantiate(
+            inner.runtime.engine(),
+            &inner.pre,
+            &inner.limits,
+            inner.name.clone(),
+        )
     }
+}
 
-    fn call_describe(&self) -> Result<PolicyInfo, PolicyFault> {
-        let mut live = self.instantiate()?;
-        let info = live
-            .bindings
-            .lethe_policy_policy()
-            .call_describe(&mut live.store)
-            .map_err(|e| classify(e, &live.store, &self.inner.limits))?;
-        Ok(bindings::info_from_wit(info))
+/// A fresh store with the per-decision limits, and an instance in it.
+fn instantiate(
+    engine: &Engine,
+    pre: &v0_1::DeletionPolicyPre<Sandbox>,
+    limits: &Limits,
+    name: Arc<str>,
+) -> Result<Live, PolicyFault> {
+    let mut store = Store::new(engine, Sandbox::new(name, limits.memory_bytes));
+    store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+    store
+        .set_fuel(limits.fuel)
+        .map_err(|e| PolicyFault::Unavailable(format!("{e:#}")))?;
+    store.set_epoch_deadline(engine::deadline_ticks(limits.deadline()));
+    store.epoch_deadline_trap();
+    // Caps the bytes copied out of the guest per call (the decision, a log
+    // line), counted while they are copied: a list of a million aliases of
+    // one buffer is stopped before the host allocates it.
+    store.set_hostcall_fuel(limits.output_bytes);
+    match pre.instantiate(&mut store) {
+        Ok(bindings) => Ok(Live { store, bindings }),
+        Err(e) => Err(classify(e, &store, limits)),
     }
 }
 
