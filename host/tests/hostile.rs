@@ -290,18 +290,65 @@ fn unbounded_recursion_is_a_stack_overflow() {
 }
 
 #[test]
-fn huge_output_is_refused_as_too_large() {
-    let (fault, elapsed) = fault_of("hostile-huge-output", LIMITS, &request());
-    match fault {
-        PolicyFault::OutputTooLarge { size, cap } => {
-            assert_eq!(cap, LIMITS.output_bytes);
-            assert!(
-                size >= 200_000 * 64,
-                "reported size {size} is the real size"
-            );
-        }
-        other => panic!("hostile-huge-output must be refused as too large, got {other:?}"),
+fn unbounded_recursion_in_linear_memory_is_a_trap() {
+    // Frames in the guest's own shadow stack: it wraps below address 0 and
+    // the guest's next store is out of bounds, before the wasm stack is full.
+    let req = request_with(r#"{"frames":"memory"}"#);
+    let (fault, elapsed) = fault_of("hostile-recursion", LIMITS, &req);
+    match &fault {
+        PolicyFault::Trap(message) => assert!(
+            message.contains("out of bounds"),
+            "the trap names its cause: {message}"
+        ),
+        other => panic!("a shadow-stack overflow must be a trap fault, got {other:?}"),
     }
+    assert_within(
+        "hostile-recursion (shadow stack)",
+        elapsed,
+        LIMITS.deadline(),
+    );
+    good_policy_still_decides("hostile-recursion overflowed its shadow stack");
+}
+
+/// The host bytes one good decision costs, for comparison.
+fn host_bytes_of_a_good_decision() -> usize {
+    let before = allocated_here();
+    let _ = good_policy().decide(&request());
+    allocated_here() - before
+}
+
+/// What a hostile output may cost the host: what a good decision costs,
+/// plus a small multiple of the output cap (the refused output may be
+/// inspected, never fully copied).
+fn host_budget_for_refused_output() -> usize {
+    host_bytes_of_a_good_decision() + 4 * LIMITS.output_bytes
+}
+
+#[test]
+fn huge_output_is_refused_as_too_large() {
+    let policy = load_hostile("hostile-huge-output", LIMITS);
+    let budget = host_budget_for_refused_output();
+    let before = allocated_here();
+    let start = Instant::now();
+    let result = policy.decide(&request());
+    let elapsed = start.elapsed();
+    let host_bytes = allocated_here() - before;
+    match result {
+        Ok(decision) => panic!(
+            "hostile-huge-output must fault, decided {:?}",
+            decision.outcome
+        ),
+        Err(PolicyFault::OutputTooLarge { cap, .. }) => assert_eq!(cap, LIMITS.output_bytes),
+        Err(other) => panic!("hostile-huge-output must be refused as too large, got {other:?}"),
+    }
+    assert!(
+        host_bytes <= budget,
+        "refusing a 13 MB decision made the host allocate {} KiB (budget {} KiB): the \
+         output size must be bounded while the decision is copied out of the guest \
+         (wasmtime's Store::set_hostcall_fuel), not checked after",
+        host_bytes >> 10,
+        budget >> 10
+    );
     assert_within("hostile-huge-output", elapsed, LIMITS.deadline());
     good_policy_still_decides("hostile-huge-output was refused");
 }
@@ -310,34 +357,307 @@ fn huge_output_is_refused_as_too_large() {
 /// of `bytes` bytes: cheap for the guest, `copies × bytes` for a host that
 /// copies the decision out before checking its size. Here that would be
 /// 512 MiB; at full scale (millions of copies of tens of MiB, still inside
-/// the guest's memory cap) it would take the host process down. The host
-/// must refuse the output without materialising it.
+/// the guest's memory cap) it is petabytes. wasmtime stops copying at its
+/// per-call hostcall fuel (128 MiB by default), which is still far too much
+/// per decision when many run at once: the host must bound the copy by its
+/// own output cap and report the fault as "output too large".
 #[test]
 fn aliased_output_is_refused_without_copying_it() {
     const COPIES: usize = 2048;
     const BYTES: usize = 256 << 10;
     let req = request_with(&format!(r#"{{"copies":"{COPIES}","bytes":"{BYTES}"}}"#));
     let policy = load_hostile("hostile-amplify", LIMITS);
+    let budget = host_budget_for_refused_output();
     let before = allocated_here();
     let start = Instant::now();
     let result = policy.decide(&req);
     let elapsed = start.elapsed();
     let host_bytes = allocated_here() - before;
+    assert!(
+        host_bytes <= budget,
+        "deciding hostile-amplify made the host allocate {} KiB (budget {} KiB) for a guest \
+         output of {COPIES} aliases of one {} KiB buffer: the copy out of the guest must be \
+         bounded by the output cap (wasmtime's Store::set_hostcall_fuel)",
+        host_bytes >> 10,
+        budget >> 10,
+        BYTES >> 10
+    );
     match result {
         Ok(decision) => panic!("hostile-amplify must fault, decided {:?}", decision.outcome),
         Err(PolicyFault::OutputTooLarge { cap, .. }) => assert_eq!(cap, LIMITS.output_bytes),
         Err(other) => panic!("hostile-amplify must be refused as too large, got {other:?}"),
     }
-    assert!(
-        host_bytes < 64 << 20,
-        "deciding hostile-amplify made the host allocate {} MiB for a guest output of \
-         {COPIES} aliases of one {} KiB buffer: the output size must be checked before the \
-         decision is copied out of the guest",
-        host_bytes >> 20,
-        BYTES >> 10
-    );
     assert_within("hostile-amplify", elapsed, LIMITS.deadline());
     good_policy_still_decides("hostile-amplify was refused");
+}
+
+#[test]
+fn well_typed_nonsense_is_malformed_output() {
+    let policy = load_hostile("hostile-malformed", LIMITS);
+    for defect in [
+        "duplicate-category",
+        "empty-code",
+        "control-rule",
+        "long-window",
+        "long-message",
+    ] {
+        let req = request_with(&format!(r#"{{"defect":"{defect}"}}"#));
+        let start = Instant::now();
+        let result = policy.decide(&req);
+        let elapsed = start.elapsed();
+        match result {
+            Ok(decision) => panic!("hostile-malformed ({defect}) must fault, decided {decision:?}"),
+            Err(PolicyFault::MalformedOutput(message)) => assert!(
+                !message.is_empty(),
+                "the malformed-output fault for {defect} says what is wrong"
+            ),
+            Err(other) => {
+                panic!("hostile-malformed ({defect}) must be malformed output, got {other:?}")
+            }
+        }
+        assert_within("hostile-malformed", elapsed, LIMITS.deadline());
+    }
+    good_policy_still_decides("hostile-malformed was refused");
+}
+
+#[test]
+fn a_session_starts_fresh_after_a_fault() {
+    // A batch session reuses its instance between decisions; after a fault
+    // the instance (and its sandbox state, such as the memory-cap flag) must
+    // be thrown away, and the next decision must fault for its own reason.
+    let alloc = load_hostile("hostile-alloc", LIMITS);
+    let mut session = alloc.session();
+    for round in 0..2 {
+        assert_eq!(
+            session.decide(&request()),
+            Err(PolicyFault::MemoryCap {
+                cap: LIMITS.memory_bytes
+            }),
+            "round {round} of a hostile-alloc session"
+        );
+    }
+    let trap = load_hostile("hostile-trap", LIMITS);
+    let mut session = trap.session();
+    for round in 0..2 {
+        match session.decide(&request()) {
+            Err(PolicyFault::Trap(message)) => assert!(
+                message.contains("unreachable"),
+                "round {round} of a hostile-trap session: {message}"
+            ),
+            other => panic!("round {round} of a hostile-trap session: {other:?}"),
+        }
+    }
+    let mut good = good_policy().session();
+    for round in 0..3 {
+        if let Err(fault) = good.decide(&request()) {
+            panic!("round {round} of a good session after hostile sessions: {fault}");
+        }
+    }
+}
+
+/// Signed LEB128, as `i32.const` immediates are encoded.
+fn sleb(mut value: i64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        let done = (value == 0 && byte & 0x40 == 0) || (value == -1 && byte & 0x40 != 0);
+        out.push(if done { byte } else { byte | 0x80 });
+        if done {
+            return;
+        }
+    }
+}
+
+/// Unsigned LEB128, as sizes and indices are encoded.
+fn uleb(mut value: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    uleb(body.len() as u64, out);
+    out.extend_from_slice(body);
+}
+
+/// A core module whose start function grows its own memory to `pages` pages
+/// and writes a byte into every 4 KiB of it, so the memory is really
+/// committed:
+///
+/// ```wat
+/// (module (memory 1) (start $hog)
+///   (func $hog (local $i i32)
+///     (drop (memory.grow (i32.const pages-1)))
+///     (loop (i32.store8 (i32.shl (local.get $i) (i32.const 12)) (i32.const 1))
+///           (br_if 0 (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1)))
+///                              (i32.const pages*16))))))
+/// ```
+fn memory_hog_module(pages: u32) -> Vec<u8> {
+    let mut code = vec![0x01, 0x01, 0x7f]; // one local: i32
+    code.push(0x41); // i32.const pages-1
+    sleb(i64::from(pages) - 1, &mut code);
+    code.extend_from_slice(&[0x40, 0x00, 0x1a]); // memory.grow 0; drop
+    code.extend_from_slice(&[
+        0x03, 0x40, // loop
+        0x20, 0x00, 0x41, 0x0c, 0x74, // local.get 0; i32.const 12; i32.shl
+        0x41, 0x01, 0x3a, 0x00, 0x00, // i32.const 1; i32.store8
+        0x20, 0x00, 0x41, 0x01, 0x6a, 0x22, 0x00, // local.get 0; +1; local.tee 0
+        0x41, // i32.const pages*16
+    ]);
+    sleb(i64::from(pages) * 16, &mut code);
+    code.extend_from_slice(&[0x49, 0x0d, 0x00, 0x0b, 0x0b]); // lt_u; br_if 0; end; end
+    let mut bodies = vec![0x01];
+    uleb(code.len() as u64, &mut bodies);
+    bodies.extend_from_slice(&code);
+
+    let mut module = vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+    section(1, &[0x01, 0x60, 0x00, 0x00], &mut module); // type: () -> ()
+    section(3, &[0x01, 0x00], &mut module); // one function
+    section(5, &[0x01, 0x00, 0x01], &mut module); // memory, min 1 page
+    section(8, &[0x00], &mut module); // start: function 0
+    section(10, &bodies, &mut module);
+    module
+}
+
+/// `component` with `hogs` extra core instances appended, each of a module
+/// that fills a memory of `memory_bytes` in its start function. The policy
+/// itself is untouched; the extra instances run when it is instantiated.
+fn with_memory_hogs(component: &[u8], hogs: u32, memory_bytes: usize) -> Vec<u8> {
+    // Core modules already defined at the top level: the hog module's index.
+    let mut depth = 0usize;
+    let mut modules = 0u64;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        match payload.expect("the base component parses") {
+            wasmparser::Payload::ModuleSection { .. } => {
+                if depth == 0 {
+                    modules += 1;
+                }
+                depth += 1;
+            }
+            wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let pages = u32::try_from(memory_bytes >> 16).expect("the memory cap fits in 32-bit pages");
+    let mut out = component.to_vec();
+    section(1, &memory_hog_module(pages), &mut out); // core module section
+    let mut instances = Vec::new();
+    uleb(u64::from(hogs), &mut instances);
+    for _ in 0..hogs {
+        instances.push(0x00); // instantiate
+        uleb(modules, &mut instances);
+        instances.push(0x00); // no arguments
+    }
+    section(2, &instances, &mut out); // core instance section
+    out
+}
+
+/// The memory cap bounds one linear memory, but a component may hold many
+/// core instances, each with its own memory (componentize-py components
+/// have a dozen). A good policy with eight extra instances that each fill a
+/// memory up to the cap commits eight caps of host memory per decision
+/// (measured with `lethe policy run` at the default 128 MiB cap: 1.07 GB
+/// peak RSS, and the decision succeeded), and takes eight of the pool's
+/// memory slots. The cap must bound the component's memory as a whole.
+#[test]
+fn many_memories_do_not_multiply_the_memory_cap() {
+    const HOGS: u32 = 8;
+    // A long deadline: committing the memory is slow, and only the memory
+    // cap may be what stops this component.
+    let limits = Limits {
+        deadline_ms: 30_000,
+        ..LIMITS
+    };
+    let seed = GOOD_SEEDS
+        .iter()
+        .find(|name| dist_path(name).exists())
+        .unwrap_or_else(|| panic!("no good seed in policies/dist: run `bash policies/build.sh`"));
+    let wasm = with_memory_hogs(&component(seed), HOGS, limits.memory_bytes);
+    let start = Instant::now();
+    let fault = match runtime().load_with_limits(&wasm, limits) {
+        Err(LoadError::Describe(fault)) => fault,
+        Err(other) => panic!("{seed} with memory hogs must fail on memory, got {other:?}"),
+        Ok(policy) => match policy.decide(&request()) {
+            Err(fault) => fault,
+            Ok(_) => panic!(
+                "{seed} with {HOGS} memory hogs loaded and decided, committing {HOGS} × the \
+                 {} MiB memory cap: the cap must count every memory of the component",
+                limits.memory_bytes >> 20
+            ),
+        },
+    };
+    assert_eq!(
+        fault,
+        PolicyFault::MemoryCap {
+            cap: limits.memory_bytes
+        }
+    );
+    assert_within("memory hogs", start.elapsed(), LIMITS.deadline());
+    good_policy_still_decides("a component with memory hogs was refused");
+}
+
+/// The `key=value` fields of `hostile-ambient`'s report.
+fn ambient_report(decision: &Decision) -> std::collections::BTreeMap<String, String> {
+    let lethe::contract::Outcome::Deny { code, message } = &decision.outcome else {
+        panic!(
+            "hostile-ambient reports in a denial, got {:?}",
+            decision.outcome
+        )
+    };
+    assert_eq!(code, "ambient-report");
+    message
+        .split(' ')
+        .filter_map(|field| field.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn ambient_authority_is_empty_and_decisions_replay() {
+    let policy = load_hostile("hostile-ambient", LIMITS);
+    let first = policy
+        .decide(&request())
+        .unwrap_or_else(|fault| panic!("hostile-ambient decides: {fault}"));
+    let report = ambient_report(&first);
+    let expect = [
+        ("env", "0"),
+        ("args", "0"),
+        ("passwd", "denied"),
+        ("root", "denied"),
+        ("wall", "0"),
+        ("mono", "0"),
+    ];
+    for (key, value) in expect {
+        assert_eq!(
+            report.get(key).map(String::as_str),
+            Some(value),
+            "hostile-ambient saw {key}; full report: {report:?}"
+        );
+    }
+    // Randomness is a fixed sequence, so a decision replays identically,
+    // in a fresh sandbox and in a batch session alike.
+    let again = policy
+        .decide(&request())
+        .unwrap_or_else(|fault| panic!("hostile-ambient decides again: {fault}"));
+    assert_eq!(ambient_report(&again), report, "a second decision differs");
+    let in_session = policy
+        .session()
+        .decide(&request())
+        .unwrap_or_else(|fault| panic!("hostile-ambient decides in a session: {fault}"));
+    assert_eq!(
+        ambient_report(&in_session),
+        report,
+        "a session decision differs"
+    );
+    good_policy_still_decides("hostile-ambient looked around");
 }
 
 #[test]
@@ -409,6 +729,52 @@ fn a_component_of_another_world_is_refused_as_wrong_world() {
     good_policy_still_decides("hostile-wrong-world was refused");
 }
 
+#[test]
+fn describe_that_never_returns_is_stopped_at_load_by_fuel() {
+    let limits = Limits {
+        fuel: 20_000_000,
+        deadline_ms: 60_000,
+        ..LIMITS
+    };
+    let start = Instant::now();
+    let result = runtime().load_with_limits(&component("hostile-describe-loop"), limits);
+    let elapsed = start.elapsed();
+    match result {
+        Ok(policy) => panic!("hostile-describe-loop loaded as {:?}", policy.info()),
+        Err(LoadError::Describe(fault)) => {
+            assert_eq!(fault, PolicyFault::OutOfFuel { budget: 20_000_000 })
+        }
+        Err(other) => panic!("hostile-describe-loop must fail in describe(), got {other:?}"),
+    }
+    assert_within("hostile-describe-loop (fuel)", elapsed, Duration::ZERO);
+    good_policy_still_decides("hostile-describe-loop was refused");
+}
+
+#[test]
+fn describe_that_never_returns_is_stopped_at_load_by_the_deadline() {
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        deadline_ms: 300,
+        ..LIMITS
+    };
+    let start = Instant::now();
+    let result = runtime().load_with_limits(&component("hostile-describe-loop"), limits);
+    let elapsed = start.elapsed();
+    match result {
+        Ok(policy) => panic!("hostile-describe-loop loaded as {:?}", policy.info()),
+        Err(LoadError::Describe(fault)) => {
+            assert_eq!(fault, PolicyFault::Deadline { deadline_ms: 300 })
+        }
+        Err(other) => panic!("hostile-describe-loop must fail in describe(), got {other:?}"),
+    }
+    assert_within(
+        "hostile-describe-loop (deadline)",
+        elapsed,
+        limits.deadline(),
+    );
+    good_policy_still_decides("hostile-describe-loop was refused");
+}
+
 /// `(module (type (func)) (func (type 0)) (export "decide" (func 0)))`: valid
 /// WebAssembly, but a core module, not a component.
 const CORE_MODULE: &[u8] = &[
@@ -442,10 +808,17 @@ fn random_bytes_are_refused() {
             "{len} random bytes must be refused as not a component, got {err:?}"
         );
     }
+    // A component header alone is a valid, empty component: it exports
+    // nothing, so it is the wrong world.
+    let header = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    let err = load_error("an empty component", &header);
+    assert!(
+        matches!(err, LoadError::WrongWorld(_)),
+        "an empty component must be refused as the wrong world, got {err:?}"
+    );
     // Random bytes behind a valid component header get past the cheap check
     // and must fail in the parser or compiler, still as a typed error.
-    let header = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
-    for len in [0usize, 16, 4096] {
+    for len in [1usize, 16, 4096] {
         let mut bytes = header.to_vec();
         let mut tail = vec![0u8; len];
         rng.fill_bytes(&mut tail);

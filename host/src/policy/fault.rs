@@ -11,6 +11,7 @@ pub enum PolicyFault {
     OutOfFuel { budget: u64 },
     #[error("policy exceeded its deadline of {deadline_ms} ms")]
     Deadline { deadline_ms: u64 },
+    /// The cap covers all of the instance's linear memories together.
     #[error("policy exceeded its memory cap of {cap} bytes")]
     MemoryCap { cap: usize },
     #[error("policy exhausted its call stack")]
@@ -65,7 +66,7 @@ pub enum LoadError {
         supported: &'static str,
     },
     #[error("describe() failed: {0}")]
-    Describe(#[source] PolicyFault),
+    Describe(PolicyFault),
     #[error("policy engine: {0}")]
     Engine(String),
 }

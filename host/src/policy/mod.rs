@@ -49,9 +49,11 @@ pub struct Limits {
     pub fuel: u64,
     /// Wall-clock deadline per decision, in milliseconds.
     pub deadline_ms: u64,
-    /// Cap on each linear memory of the component, in bytes.
+    /// Cap on the component's linear memories together, in bytes (each
+    /// pool slot is sized to it too).
     pub memory_bytes: usize,
-    /// Cap on the size of the decision the host accepts back, in bytes.
+    /// Cap on the bytes copied out of the guest per call (the decision, a
+    /// `log` line), in bytes.
     pub output_bytes: usize,
 }
 

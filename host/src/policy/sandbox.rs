@@ -25,7 +25,11 @@ const MAX_LOG_LINES: u32 = 64;
 
 pub struct Sandbox {
     policy: Arc<str>,
+    /// Cap on all linear memories of the instance together: a component may
+    /// define many memories, and a per-memory cap would let it commit the
+    /// cap once per memory.
     memory_cap: usize,
+    memory_total: usize,
     /// Set when the guest tried to grow a memory past the cap, so the trap
     /// that follows is reported as a memory fault rather than a generic one.
     pub(super) memory_exceeded: bool,
@@ -41,6 +45,7 @@ impl Sandbox {
         Sandbox {
             policy,
             memory_cap,
+            memory_total: 0,
             memory_exceeded: false,
             log_lines: 0,
             wasi: None,
@@ -57,17 +62,22 @@ impl Sandbox {
 impl ResourceLimiter for Sandbox {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
+        let total = self
+            .memory_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_cap {
             self.memory_exceeded = true;
             return Err(wasmtime::format_err!(
-                "memory cap of {} bytes exceeded (asked for {desired})",
+                "memory cap of {} bytes exceeded (all memories would hold {total})",
                 self.memory_cap
             ));
         }
+        self.memory_total = total;
         Ok(true)
     }
 
