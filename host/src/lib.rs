@@ -5,3 +5,10 @@
 //! database.
 
 pub mod contract;
+
+// Issue 3: the data map and the transactional lifecycle executor. These
+// modules know nothing of WebAssembly; the executor asks a `Decider`.
+pub mod config;
+pub mod datamap;
+pub mod db;
+pub mod seed;
