@@ -8,7 +8,11 @@ pub mod contract;
 
 // Issue 3: the data map and the transactional lifecycle executor. These
 // modules know nothing of WebAssembly; the executor asks a `Decider`.
+pub mod audit;
 pub mod config;
 pub mod datamap;
 pub mod db;
+pub mod executor;
+pub mod lifecycle;
+pub mod plan;
 pub mod seed;
