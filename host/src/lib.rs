@@ -1,9 +1,20 @@
 //! Lethe: programmable, per-tenant user deletion.
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view. Data flows one way:
-//! request → context → decision ([`policy`]) → validated plan → executor →
-//! database.
+//! request → context → decision ([`policy`]) → validated plan ([`plan`]) →
+//! [`executor`] → database ([`db`]).
 
 pub mod cases;
 pub mod contract;
 pub mod policy;
+
+// The data map and the transactional lifecycle executor. These modules know
+// nothing of WebAssembly; the executor asks a `Decider`.
+pub mod audit;
+pub mod config;
+pub mod datamap;
+pub mod db;
+pub mod executor;
+pub mod lifecycle;
+pub mod plan;
+pub mod seed;

@@ -1,6 +1,7 @@
 //! Subcommands of the `lethe` binary. Each lives in its own module and only
 //! translates between the command line and the library.
 
+mod data;
 mod policy;
 
 use std::process::ExitCode;
@@ -26,12 +27,30 @@ pub enum Command {
     /// Author tools: run, test and inspect a policy component locally.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Fill a database with deterministic demo data (creates the schema).
+    Seed(data::SeedArgs),
+    /// Data map commands.
+    #[command(subcommand)]
+    Datamap(data::DatamapCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Seed(args) => data::seed_cmd(args),
+        Command::Datamap(cmd) => data::datamap_cmd(cmd),
     }
+}
+
+/// Runs an async command on a tokio runtime made for it; commands that only
+/// touch WebAssembly stay synchronous.
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    fut: F,
+) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
 }
 
 /// Logs go to stderr so stdout stays machine-readable JSON.
