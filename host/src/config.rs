@@ -30,6 +30,21 @@ pub struct Config {
     pub database_url: String,
     /// The data map, relative to the config file's directory.
     pub datamap: PathBuf,
+    /// The policy runtime: limits, pool sizing, compile cache directory.
+    #[serde(default)]
+    pub runtime: crate::policy::RuntimeConfig,
+    /// Tenants and the policy component each one has deployed.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// One tenant of the platform and its deletion policy.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TenantConfig {
+    /// The value of `tenant_id` in the platform's tables.
+    pub id: String,
+    /// The policy component, relative to the config file's directory.
+    pub policy: PathBuf,
 }
 
 impl Config {
@@ -47,6 +62,16 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         if config.datamap.is_relative() {
             config.datamap = base.join(&config.datamap);
+        }
+        for tenant in &mut config.tenants {
+            if tenant.policy.is_relative() {
+                tenant.policy = base.join(&tenant.policy);
+            }
+        }
+        if let Some(dir) = &mut config.runtime.cache_dir {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
         }
         if let Some(rest) = config.database_url.strip_prefix("sqlite:") {
             let file = rest.trim_start_matches("//");

@@ -18,3 +18,4 @@ pub mod executor;
 pub mod lifecycle;
 pub mod plan;
 pub mod seed;
+pub mod tenancy;

@@ -1,6 +1,7 @@
 //! Subcommands of the `lethe` binary. Each lives in its own module and only
 //! translates between the command line and the library.
 
+mod act;
 mod data;
 mod policy;
 
@@ -32,6 +33,12 @@ pub enum Command {
     /// Data map commands.
     #[command(subcommand)]
     Datamap(data::DatamapCommand),
+    /// Apply one lifecycle action through the tenant's policy; prints the
+    /// decision and the effects per category as JSON.
+    Act(act::ActArgs),
+    /// Erase every deleted user whose restore window has passed, as the
+    /// system actor and through each tenant's policy.
+    Sweep(act::SweepArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -39,6 +46,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Seed(args) => data::seed_cmd(args),
         Command::Datamap(cmd) => data::datamap_cmd(cmd),
+        Command::Act(args) => act::act(args),
+        Command::Sweep(args) => act::sweep(args),
     }
 }
 

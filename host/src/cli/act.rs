@@ -1,0 +1,124 @@
+//! `lethe act` and `lethe sweep`: apply one action, or the window-expiry
+//! sweep, through the tenant's policy and the executor, without a server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use lethe::config::Config;
+use lethe::contract::Action;
+use lethe::datamap::DataMap;
+use lethe::db::Db;
+use lethe::executor::{ActionInput, ActorRef, Executor};
+use lethe::policy::Runtime;
+use lethe::tenancy::TenantPolicies;
+
+/// Options of `lethe act`.
+#[derive(Debug, clap::Args)]
+pub struct ActArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    tenant: String,
+    /// The subject: the user the action is about.
+    #[arg(long)]
+    user: String,
+    /// lock, unlock, deactivate, reactivate, delete, restore or erase.
+    #[arg(long, value_parser = parse_action)]
+    action: Action,
+    /// Who asks: a user id of the tenant, `support:<agent>` or `system`.
+    #[arg(long)]
+    actor: String,
+    #[arg(long)]
+    transfer_to: Option<String>,
+    #[arg(long)]
+    reason: Option<String>,
+    /// A retried action with the same key applies once.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Decide and compute the effects, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The time the action happens at, unix seconds (default: now).
+    #[arg(long)]
+    now: Option<i64>,
+}
+
+/// Options of `lethe sweep`.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The time the sweep runs at, unix seconds (default: now).
+    #[arg(long)]
+    now: Option<i64>,
+}
+
+fn parse_action(s: &str) -> Result<Action, String> {
+    s.parse()
+        .map_err(|e: lethe::contract::UnknownName| e.to_string())
+}
+
+fn actor(s: &str) -> ActorRef {
+    match s.split_once(':') {
+        Some(("support", agent)) => ActorRef::Support(agent.to_owned()),
+        _ if s == "system" => ActorRef::System,
+        _ => ActorRef::TenantUser(s.to_owned()),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Connects the database, validates the data map against it, loads every
+/// tenant's policy.
+async fn open(config: &PathBuf) -> anyhow::Result<(Executor, TenantPolicies)> {
+    let cfg = Config::load(config)?;
+    let map = DataMap::load(&cfg.datamap)?;
+    let db = Db::connect(&cfg.database_url)
+        .await
+        .context("connecting to the database")?;
+    let executor = Executor::new(db, map).await?;
+    let mut runtime_config = cfg.runtime.clone();
+    if runtime_config.cache_dir.is_none() {
+        runtime_config.cache_dir = lethe::policy::RuntimeConfig::default_cache_dir();
+    }
+    let runtime = Runtime::new(runtime_config)?;
+    let policies = TenantPolicies::load(&runtime, &cfg.tenants)?;
+    Ok((executor, policies))
+}
+
+pub fn act(args: ActArgs) -> anyhow::Result<ExitCode> {
+    super::block_on(async move {
+        let (executor, policies) = open(&args.config).await?;
+        let input = ActionInput {
+            tenant: args.tenant,
+            subject: args.user,
+            action: args.action,
+            actor: actor(&args.actor),
+            transfer_to: args.transfer_to,
+            reason: args.reason,
+            bulk: false,
+            now: args.now.unwrap_or_else(unix_now),
+            idempotency_key: args.idempotency_key,
+            dry_run: args.dry_run,
+        };
+        let report = executor.act(&policies, &input).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
+    super::block_on(async move {
+        let (executor, policies) = open(&args.config).await?;
+        let items = executor
+            .sweep(&policies, args.now.unwrap_or_else(unix_now))
+            .await?;
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        Ok(ExitCode::SUCCESS)
+    })
+}
