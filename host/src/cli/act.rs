@@ -75,7 +75,7 @@ fn unix_now() -> i64 {
 
 /// Connects the database, validates the data map against it, loads every
 /// tenant's policy.
-async fn open(config: &PathBuf) -> anyhow::Result<(Executor, TenantPolicies)> {
+async fn open(config: &std::path::Path) -> anyhow::Result<(Executor, TenantPolicies)> {
     let cfg = Config::load(config)?;
     let map = DataMap::load(&cfg.datamap)?;
     let db = Db::connect(&cfg.database_url)
