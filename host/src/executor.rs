@@ -162,10 +162,12 @@ pub enum ExecError {
     Lifecycle(#[from] LifecycleError),
     #[error(transparent)]
     Policy(#[from] PolicyFault),
+    // The cause is in the message, not chained as a source: `{:#}` would
+    // otherwise print it twice.
     #[error("plan refused: {0}")]
-    PlanRefused(#[from] PlanError),
+    PlanRefused(PlanError),
     #[error("restore conflict: {0}")]
-    Conflict(#[from] RestoreConflict),
+    Conflict(RestoreConflict),
     #[error("user state `{0}` is not one the data map declares")]
     UnknownStateValue(String),
     #[error(transparent)]
@@ -174,6 +176,18 @@ pub enum ExecError {
     Db(#[from] DbError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+}
+
+impl From<PlanError> for ExecError {
+    fn from(e: PlanError) -> Self {
+        ExecError::PlanRefused(e)
+    }
+}
+
+impl From<RestoreConflict> for ExecError {
+    fn from(e: RestoreConflict) -> Self {
+        ExecError::Conflict(e)
+    }
 }
 
 impl From<sqlx::Error> for ExecError {

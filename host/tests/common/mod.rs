@@ -220,10 +220,19 @@ pub async fn seeded(
     )
     .await
     .unwrap();
-    let map = lethe::datamap::DataMap::parse(include_str!("../../../examples/demo/datamap.toml"))
-        .unwrap();
+    let map = lethe::datamap::DataMap::parse(&test_datamap()).unwrap();
     let ex = lethe::executor::Executor::new(t.db.clone(), map)
         .await
         .unwrap();
     (t, ex)
+}
+
+/// The demo data map, plus billing exposed as a category: the demo keeps
+/// billing as a guard only, and these tests need a category a guard forbids
+/// plans to change, to show such plans are refused.
+pub fn test_datamap() -> String {
+    format!(
+        "{}\n[[category]]\nname = \"billing\"\ntable = \"billing_seats\"\nowner = \"user_id\"\n",
+        include_str!("../../../examples/demo/datamap.toml")
+    )
 }
