@@ -2,8 +2,8 @@
 //! hand-written SQL making the same changes in one transaction (the floor).
 //!
 //! ```text
-//! cargo run --example bench_delete -- sqlite:/tmp/bench 1000,10000,100000
-//! cargo run --example bench_delete -- postgres://postgres@127.0.0.1:5432 1000,10000,100000
+//! cargo run --example bench_delete -- sqlite:/tmp/bench 1000,10000,100000 [repeat]
+//! cargo run --example bench_delete -- postgres://postgres@127.0.0.1:5432 1000,10000,100000 [repeat]
 //! ```
 //!
 //! For each size two identical databases are seeded (the subject owns
@@ -295,6 +295,86 @@ async fn fresh(base: &str, name: &str, items: u32) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// One run of each contender on freshly seeded databases.
+struct Sample {
+    owned: i64,
+    changed: u64,
+    log_rows: u64,
+    lethe_ms: f64,
+    floor_ms: f64,
+    log_ms: f64,
+}
+
+async fn measure(base: &str, map: &DataMap, items: u32) -> anyhow::Result<Sample> {
+    let db = fresh(base, "lethe", items).await?;
+    let owned: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM contacts WHERE owner_id = 't1-u1') + (SELECT COUNT(*) FROM campaigns WHERE owner_id = 't1-u1') \
+             + (SELECT COUNT(*) FROM campaign_recipients WHERE campaign_id LIKE 't1-u1-%') + (SELECT COUNT(*) FROM assets WHERE owner_id = 't1-u1') \
+             + (SELECT COUNT(*) FROM deals WHERE owner_id = 't1-u1') + (SELECT COUNT(*) FROM leads WHERE owner_id = 't1-u1') \
+             + (SELECT COUNT(*) FROM products WHERE owner_id = 't1-u1') + (SELECT COUNT(*) FROM activities WHERE owner_id = 't1-u1') \
+             + (SELECT COUNT(*) FROM messages WHERE sender_id = 't1-u1')",
+        )
+        .fetch_one(db.pool())
+        .await?;
+    let ex = Executor::new(db.clone(), map.clone()).await?;
+    let input = ActionInput {
+        tenant: "t1".into(),
+        subject: "t1-u1".into(),
+        action: lethe::contract::Action::Delete,
+        actor: ActorRef::Support("bench".into()),
+        transfer_to: None,
+        reason: None,
+        bulk: false,
+        now: EPOCH,
+        idempotency_key: None,
+        dry_run: false,
+    };
+    let started = Instant::now();
+    let report = ex.act(&FixedPlan, &input).await?;
+    let lethe_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let e = &report.effects;
+    let changed: u64 = e
+        .categories
+        .iter()
+        .map(|c| c.transferred + c.deleted + c.detached + c.anonymised)
+        .sum::<u64>()
+        + e.guards.values().sum::<u64>()
+        + 1;
+    db.close().await;
+
+    let pg = !base.starts_with("sqlite");
+    let floor_db = fresh(base, "floor", items).await?;
+    let bare: Vec<String> = FLOOR.iter().map(|s| s.to_string()).collect();
+    let (floor_changed, floor_ms) = timed(&floor_db, &bare).await?;
+    floor_db.close().await;
+    anyhow::ensure!(
+        floor_changed == changed,
+        "floor changed {floor_changed} rows, Lethe {changed}"
+    );
+    let floor_db = fresh(base, "floor", items).await?;
+    let (with_log_changed, log_ms) = timed(&floor_db, &floor_with_log(pg)).await?;
+    floor_db.close().await;
+    anyhow::ensure!(
+        // Lethe logs the users row twice (profile scrub, then state).
+        with_log_changed + 1 == changed + e.restore_log_rows,
+        "floor with log wrote {with_log_changed} rows, Lethe {changed} + {}",
+        e.restore_log_rows
+    );
+    Ok(Sample {
+        owned,
+        changed,
+        log_rows: e.restore_log_rows,
+        lethe_ms,
+        floor_ms,
+        log_ms,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -307,71 +387,29 @@ async fn main() -> anyhow::Result<()> {
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
+    let repeat: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(3);
+    let pg = !base.starts_with("sqlite");
     let map = DataMap::parse(include_str!("../../examples/demo/datamap.toml"))?;
     println!(
-        "backend  rows_owned  rows_changed  restore_log_rows  lethe_ms  floor_ms  ratio  floor+log_ms  ratio"
+        "backend  rows_owned  rows_changed  restore_log_rows  lethe_ms  floor_ms  ratio  floor+log_ms  ratio   (median of {repeat})"
     );
     for n in sizes {
         // Seeded rows per user are about 6.25 × items (see seed.rs).
         let items = (f64::from(n) / 6.25).round() as u32;
-        let db = fresh(&base, "lethe", items).await?;
-        let owned: i64 = sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM contacts WHERE owner_id = 't1-u1') + (SELECT COUNT(*) FROM campaigns WHERE owner_id = 't1-u1') \
-             + (SELECT COUNT(*) FROM campaign_recipients WHERE campaign_id LIKE 't1-u1-%') + (SELECT COUNT(*) FROM assets WHERE owner_id = 't1-u1') \
-             + (SELECT COUNT(*) FROM deals WHERE owner_id = 't1-u1') + (SELECT COUNT(*) FROM leads WHERE owner_id = 't1-u1') \
-             + (SELECT COUNT(*) FROM products WHERE owner_id = 't1-u1') + (SELECT COUNT(*) FROM activities WHERE owner_id = 't1-u1') \
-             + (SELECT COUNT(*) FROM messages WHERE sender_id = 't1-u1')",
-        )
-        .fetch_one(db.pool())
-        .await?;
-        let ex = Executor::new(db.clone(), map.clone()).await?;
-        let input = ActionInput {
-            tenant: "t1".into(),
-            subject: "t1-u1".into(),
-            action: lethe::contract::Action::Delete,
-            actor: ActorRef::Support("bench".into()),
-            transfer_to: None,
-            reason: None,
-            bulk: false,
-            now: EPOCH,
-            idempotency_key: None,
-            dry_run: false,
-        };
-        let started = Instant::now();
-        let report = ex.act(&FixedPlan, &input).await?;
-        let lethe_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let e = &report.effects;
-        let changed: u64 = e
-            .categories
-            .iter()
-            .map(|c| c.transferred + c.deleted + c.detached + c.anonymised)
-            .sum::<u64>()
-            + e.guards.values().sum::<u64>()
-            + 1;
-        db.close().await;
-
-        let pg = !base.starts_with("sqlite");
-        let floor_db = fresh(&base, "floor", items).await?;
-        let bare: Vec<String> = FLOOR.iter().map(|s| s.to_string()).collect();
-        let (floor_changed, floor_ms) = timed(&floor_db, &bare).await?;
-        floor_db.close().await;
-        anyhow::ensure!(
-            floor_changed == changed,
-            "floor changed {floor_changed} rows, Lethe {changed}"
-        );
-        let floor_db = fresh(&base, "floor", items).await?;
-        let (with_log_changed, log_ms) = timed(&floor_db, &floor_with_log(pg)).await?;
-        floor_db.close().await;
-        anyhow::ensure!(
-            // Lethe logs the users row twice (profile scrub, then state).
-            with_log_changed + 1 == changed + e.restore_log_rows,
-            "floor with log wrote {with_log_changed} rows, Lethe {changed} + {}",
-            e.restore_log_rows
-        );
+        let mut samples = Vec::new();
+        for _ in 0..repeat.max(1) {
+            samples.push(measure(&base, &map, items).await?);
+        }
+        let first = &samples[0];
+        let lethe_ms = median(samples.iter().map(|s| s.lethe_ms).collect());
+        let floor_ms = median(samples.iter().map(|s| s.floor_ms).collect());
+        let log_ms = median(samples.iter().map(|s| s.log_ms).collect());
         println!(
-            "{:<8} {owned:>10}  {changed:>12}  {:>16}  {lethe_ms:>8.1}  {floor_ms:>8.1}  {:>5.2}  {log_ms:>15.1}  {:>5.2}",
+            "{:<8} {:>10}  {:>12}  {:>16}  {lethe_ms:>8.1}  {floor_ms:>8.1}  {:>5.2}  {log_ms:>12.1}  {:>5.2}",
             if pg { "postgres" } else { "sqlite" },
-            e.restore_log_rows,
+            first.owned,
+            first.changed,
+            first.log_rows,
             lethe_ms / floor_ms,
             lethe_ms / log_ms,
         );
