@@ -30,7 +30,7 @@ use crate::contract::{
     ProfilePlan, References, Request, Subject, TransferTarget,
 };
 use crate::datamap::{cascade_order, Category, DataMap, DataMapError, Edge, EdgeKind, GuardRule};
-use crate::db::{quote_ident, Backend, ColumnKind, Db, DbError, Schema};
+use crate::db::{quote_ident, Backend, ColumnKind, Db, DbError, RowLock, Schema};
 use crate::lifecycle::{self, LifecycleError, Standing};
 use crate::plan::{self, PlanError, TargetFacts};
 
@@ -158,6 +158,11 @@ pub enum ExecError {
     UnknownSubject { tenant: String, user: String },
     #[error("actor `{0}` is not a user of this tenant")]
     UnknownActor(String),
+    #[error("actor `{actor}` is {state}, not active")]
+    ActorNotActive {
+        actor: String,
+        state: LifecycleState,
+    },
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error(transparent)]
@@ -583,81 +588,18 @@ impl Run<'_> {
         Ok(report)
     }
 
-    /// Load the subject and lock its row until commit.
+    /// Load the subject and lock its row until commit: two actions on one
+    /// user never interleave.
     async fn load_subject(&mut self) -> Result<Loaded, ExecError> {
-        let u = &self.ex.map.users;
-        let t = &u.table;
-        let col = |c: &Option<String>| match c {
-            Some(c) => format!("CAST(x.{} AS TEXT)", quote_ident(c)),
-            None => "CAST(NULL AS TEXT)".to_owned(),
-        };
-        let mut q = Q::new(format!(
-            "SELECT x.{state}, {roles}, {perms}, {domain}, x.{created}, {last_login}",
-            state = quote_ident(&u.state.column),
-            roles = col(&u.roles),
-            perms = col(&u.permissions),
-            domain = col(&u.domain),
-            created = quote_ident(&u.created),
-            last_login = match &u.last_login {
-                Some(c) => format!("x.{}", quote_ident(c)),
-                None => "CAST(NULL AS BIGINT)".into(),
-            },
-        ));
-        for a in &u.attributes {
-            q.push(&format!(", CAST(x.{} AS TEXT)", quote_ident(a)));
-        }
-        let tenant = q.text(self.tenant);
-        let user = q.text(self.user);
-        let key = self.text_expr(t, "x", &u.key);
-        q.push(&format!(
-            " FROM {} x WHERE x.{} = {tenant} AND {key} = {user}{}",
-            quote_ident(t),
-            quote_ident(&u.tenant),
-            self.backend().for_update()
-        ));
-        let row =
-            q.fetch_optional(&mut self.tx)
-                .await?
-                .ok_or_else(|| ExecError::UnknownSubject {
-                    tenant: self.tenant.to_owned(),
-                    user: self.user.to_owned(),
-                })?;
-        let state_value: String = row.try_get(0)?;
-        let state = u
-            .state
-            .state(&state_value)
-            .ok_or(ExecError::UnknownStateValue(state_value))?;
-        let split = |s: Option<String>| -> Vec<String> {
-            s.unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        let mut attributes = BTreeMap::new();
-        for (i, a) in u.attributes.iter().enumerate() {
-            let v: Option<String> = row.try_get(6 + i)?;
-            let is_bool = self
-                .ex
-                .schema
-                .tables
-                .get(t)
-                .and_then(|t| t.columns.get(a))
-                .map(|c| c.kind)
-                == Some(ColumnKind::Boolean);
-            let v = match (v, is_bool) {
-                (Some(v), true) => (if matches!(v.as_str(), "1" | "t" | "true" | "TRUE") {
-                    "true"
-                } else {
-                    "false"
-                })
-                .to_owned(),
-                (Some(v), false) => v,
-                (None, _) => continue,
-            };
-            attributes.insert(a.clone(), v);
-        }
+        let user = self.user;
+        let subject = self
+            .user_view(user, RowLock::Update)
+            .await?
+            .ok_or_else(|| ExecError::UnknownSubject {
+                tenant: self.tenant.to_owned(),
+                user: user.to_owned(),
+            })?;
+        let state = subject.state;
         let lc = sqlx::query(
             "SELECT previous_state, deleted_at, restore_until, delete_action_id FROM lethe_user_lifecycle \
              WHERE tenant_id = $1 AND user_id = $2",
@@ -680,19 +622,12 @@ impl Run<'_> {
             None => (None, None, None, None),
         };
         let subject = Subject {
-            id: self.user.to_owned(),
-            state,
-            roles: split(row.try_get(1)?),
-            permissions: split(row.try_get(2)?),
-            domain: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-            created_at: row.try_get(4)?,
-            last_login_at: row.try_get(5)?,
-            deleted_at: if state == LifecycleState::Deleted || state == LifecycleState::Erased {
+            deleted_at: if matches!(state, LifecycleState::Deleted | LifecycleState::Erased) {
                 deleted_at
             } else {
                 None
             },
-            attributes,
+            ..subject
         };
         Ok(Loaded {
             subject,
@@ -714,52 +649,63 @@ impl Run<'_> {
             ActorRef::Support(id) => Ok(empty_actor(ActorKind::Support, id)),
             ActorRef::System => Ok(empty_actor(ActorKind::System, "system")),
             ActorRef::TenantUser(id) => {
-                // Read through the action's own transaction: on SQLite a
-                // second connection would wait for our write lock.
-                let loaded = Run::user_view(self, id).await?;
-                let Some(subject) = loaded else {
+                let Some(user) = self.user_view(id, RowLock::None).await? else {
                     return Err(ExecError::UnknownActor(id.clone()));
                 };
+                // A locked, deactivated or deleted user acts no more.
+                if user.state != LifecycleState::Active {
+                    return Err(ExecError::ActorNotActive {
+                        actor: id.clone(),
+                        state: user.state,
+                    });
+                }
                 Ok(Actor {
                     kind: ActorKind::TenantUser,
                     id: id.clone(),
-                    roles: subject.roles,
-                    permissions: subject.permissions,
-                    domain: subject.domain,
-                    attributes: subject.attributes,
+                    roles: user.roles,
+                    permissions: user.permissions,
+                    domain: user.domain,
+                    attributes: user.attributes,
                 })
             }
         }
     }
 
-    /// Load another user of the tenant (actor, transfer target) without
-    /// locking it; `None` when the tenant has no such user.
-    async fn user_view(run: &mut Run<'_>, id: &str) -> Result<Option<Subject>, ExecError> {
-        let ex = run.ex;
+    /// Load a user of the subject's tenant (subject, actor, transfer
+    /// target) through the action's own transaction; `None` when the
+    /// tenant has no such user. `deleted_at` is left for the caller.
+    async fn user_view(&mut self, id: &str, lock: RowLock) -> Result<Option<Subject>, ExecError> {
+        let ex = self.ex;
         let u = &ex.map.users;
         let col = |c: &Option<String>| match c {
             Some(c) => format!("CAST(x.{} AS TEXT)", quote_ident(c)),
             None => "CAST(NULL AS TEXT)".to_owned(),
         };
         let mut q = Q::new(format!(
-            "SELECT x.{}, {}, {}, {}",
-            quote_ident(&u.state.column),
-            col(&u.roles),
-            col(&u.permissions),
-            col(&u.domain)
+            "SELECT x.{state}, {roles}, {perms}, {domain}, x.{created}, {last_login}",
+            state = quote_ident(&u.state.column),
+            roles = col(&u.roles),
+            perms = col(&u.permissions),
+            domain = col(&u.domain),
+            created = quote_ident(&u.created),
+            last_login = match &u.last_login {
+                Some(c) => format!("x.{}", quote_ident(c)),
+                None => "CAST(NULL AS BIGINT)".into(),
+            },
         ));
         for a in &u.attributes {
             q.push(&format!(", CAST(x.{} AS TEXT)", quote_ident(a)));
         }
-        let tenant = q.text(run.tenant);
+        let tenant = q.text(self.tenant);
         let user = q.text(id);
-        let key = run.text_expr(&u.table, "x", &u.key);
+        let key = self.text_expr(&u.table, "x", &u.key);
         q.push(&format!(
-            " FROM {} x WHERE x.{} = {tenant} AND {key} = {user}",
+            " FROM {} x WHERE x.{} = {tenant} AND {key} = {user}{}",
             quote_ident(&u.table),
-            quote_ident(&u.tenant)
+            quote_ident(&u.tenant),
+            self.backend().row_lock(lock)
         ));
-        let Some(row) = q.fetch_optional(&mut run.tx).await? else {
+        let Some(row) = q.fetch_optional(&mut self.tx).await? else {
             return Ok(None);
         };
         let state_value: String = row.try_get(0)?;
@@ -777,7 +723,7 @@ impl Run<'_> {
         };
         let mut attributes = BTreeMap::new();
         for (i, a) in u.attributes.iter().enumerate() {
-            if let Some(v) = row.try_get::<Option<String>, _>(4 + i)? {
+            if let Some(v) = row.try_get::<Option<String>, _>(6 + i)? {
                 let is_bool = ex
                     .schema
                     .tables
@@ -785,6 +731,8 @@ impl Run<'_> {
                     .and_then(|t| t.columns.get(a))
                     .map(|c| c.kind)
                     == Some(ColumnKind::Boolean);
+                // Booleans read as 1/0 on SQLite and true/false on
+                // PostgreSQL; policies see "true"/"false" either way.
                 let v = if is_bool {
                     (if matches!(v.as_str(), "1" | "t" | "true" | "TRUE") {
                         "true"
@@ -804,8 +752,8 @@ impl Run<'_> {
             roles: split(row.try_get(1)?),
             permissions: split(row.try_get(2)?),
             domain: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-            created_at: 0,
-            last_login_at: None,
+            created_at: row.try_get(4)?,
+            last_login_at: row.try_get(5)?,
             deleted_at: None,
             attributes,
         }))
@@ -1301,7 +1249,8 @@ impl Run<'_> {
                 found.ok_or_else(|| PlanError::NoUserWithRole(role.clone()))?
             }
         };
-        let state = Run::user_view(self, &id).await?.map(|s| s.state);
+        // FOR SHARE: the target cannot be deleted under us before commit.
+        let state = self.user_view(&id, RowLock::Share).await?.map(|s| s.state);
         plan::check_target(
             &TargetFacts {
                 id: id.clone(),
