@@ -419,6 +419,7 @@ impl Run<'_> {
         decider: &D,
         input: &ActionInput,
     ) -> Result<ActionReport, ExecError> {
+        let started = std::time::Instant::now();
         let loaded = self.load_subject().await?;
         if let Some(key) = &input.idempotency_key {
             let row = sqlx::query("SELECT response_json FROM lethe_idempotency WHERE tenant_id = $1 AND idem_key = $2")
@@ -448,7 +449,9 @@ impl Run<'_> {
             reason: input.reason.clone(),
             bulk: input.bulk,
         };
+        let context_us = started.elapsed().as_micros();
         let verdict = decider.decide(self.tenant, &request).await?;
+        let decided_us = started.elapsed().as_micros();
         let mut restore_until = None;
         let mut notify = Vec::new();
         let applied = match &verdict.decision.outcome {
@@ -518,6 +521,7 @@ impl Run<'_> {
             }
             Outcome::Escalate { .. } | Outcome::Deny { .. } => false,
         };
+        let applied_us = started.elapsed().as_micros();
         let report = ActionReport {
             action_id: self.action_id.clone(),
             tenant: self.tenant.to_owned(),
@@ -570,6 +574,8 @@ impl Run<'_> {
         tracing::info!(
             action_id = %self.action_id, tenant = %self.tenant, subject = %self.user,
             action = %input.action, outcome = report.decision.outcome.kind(), dry_run = input.dry_run,
+            context_us, decide_us = decided_us - context_us, apply_us = applied_us - decided_us,
+            evidence_us = started.elapsed().as_micros() - applied_us,
             "action decided"
         );
         Ok(report)
