@@ -433,6 +433,7 @@ impl Run<'_> {
         decider: &D,
         input: &ActionInput,
     ) -> Result<ActionReport, ExecError> {
+        let started = std::time::Instant::now();
         let loaded = self.load_subject().await?;
         if let Some(key) = &input.idempotency_key {
             let row = sqlx::query("SELECT response_json FROM lethe_idempotency WHERE tenant_id = $1 AND idem_key = $2")
@@ -462,7 +463,9 @@ impl Run<'_> {
             reason: input.reason.clone(),
             bulk: input.bulk,
         };
+        let context_us = started.elapsed().as_micros();
         let verdict = decider.decide(self.tenant, &request).await?;
+        let decided_us = started.elapsed().as_micros();
         let mut restore_until = None;
         let mut notify = Vec::new();
         let applied = match &verdict.decision.outcome {
@@ -503,10 +506,10 @@ impl Run<'_> {
                     Action::Delete => {
                         // Window 0: final at once. No restore log; the user
                         // ends erased.
-                        let identity = self.identity(plan).await?;
+                        let identity = self.identity(plan, None).await?;
                         self.apply_categories(plan, target.as_deref()).await?;
                         self.apply_guards(input.action).await?;
-                        self.erase(plan, &identity).await?;
+                        self.erase(plan, &identity, None).await?;
                         to = LifecycleState::Erased;
                         self.set_lifecycle(None, Some(input.now), None, false)
                             .await?;
@@ -520,9 +523,10 @@ impl Run<'_> {
                         self.set_lifecycle(None, None, None, false).await?;
                     }
                     Action::Erase => {
-                        let identity = self.identity(plan).await?;
+                        let log = loaded.delete_action_id.as_deref();
+                        let identity = self.identity(plan, log).await?;
                         self.apply_categories(plan, target.as_deref()).await?;
-                        self.erase(plan, &identity).await?;
+                        self.erase(plan, &identity, log).await?;
                         self.set_lifecycle(None, loaded.subject.deleted_at, None, false)
                             .await?;
                     }
@@ -531,6 +535,7 @@ impl Run<'_> {
             }
             Outcome::Escalate { .. } | Outcome::Deny { .. } => false,
         };
+        let applied_us = started.elapsed().as_micros();
         let report = ActionReport {
             action_id: self.action_id.clone(),
             tenant: self.tenant.to_owned(),
@@ -583,6 +588,8 @@ impl Run<'_> {
         tracing::info!(
             action_id = %self.action_id, tenant = %self.tenant, subject = %self.user,
             action = %input.action, outcome = report.decision.outcome.kind(), dry_run = input.dry_run,
+            context_us, decide_us = decided_us - context_us, apply_us = applied_us - decided_us,
+            evidence_us = started.elapsed().as_micros() - applied_us,
             "action decided"
         );
         Ok(report)
@@ -1264,7 +1271,8 @@ impl Run<'_> {
     /// The strings that identify the subject (name, email, phone… as they
     /// are now and as the restore log remembers them), to be removed from
     /// references on erase. Scrub values are not identity.
-    async fn identity(&mut self, plan: &Plan) -> Result<Vec<String>, ExecError> {
+    /// `log` is the delete whose restore log remembers the profile.
+    async fn identity(&mut self, plan: &Plan, log: Option<&str>) -> Result<Vec<String>, ExecError> {
         let u = self.ex.map.users.clone();
         let mut cols: Vec<&str> = u.personal.iter().map(|p| p.column.as_str()).collect();
         if !cols.contains(&u.display_name.as_str()) {
@@ -1294,15 +1302,19 @@ impl Run<'_> {
                 }
             }
         }
-        let logged = sqlx::query(
-            "SELECT data FROM lethe_restore_log WHERE tenant_id = $1 AND user_id = $2 AND table_name = $3 \
-             AND row_key = $2 AND op = 'update'",
-        )
-        .bind(self.tenant)
-        .bind(self.user)
-        .bind(&u.table)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let logged =
+            match log {
+                Some(action_id) => sqlx::query(
+                    "SELECT data FROM lethe_restore_log WHERE action_id = $1 AND table_name = $2 \
+                     AND row_key = $3 AND op = 'update'",
+                )
+                .bind(action_id)
+                .bind(&u.table)
+                .bind(self.user)
+                .fetch_all(&mut *self.tx)
+                .await?,
+                None => Vec::new(),
+            };
         for row in logged {
             let data: String = row.try_get(0)?;
             let v: serde_json::Value =
@@ -1348,15 +1360,24 @@ impl Run<'_> {
     /// Erase: purge the restore log, pseudonymise references (if the plan
     /// says so), scrub what personal data is left, end erased. Billing
     /// (keep-guarded) rows stay so counts stay.
-    async fn erase(&mut self, plan: &Plan, identity: &[String]) -> Result<(), ExecError> {
+    ///
+    /// A user has at most one restore log, the one of the delete that is
+    /// still inside its window (`log`): restore consumes it, erase purges it.
+    async fn erase(
+        &mut self,
+        plan: &Plan,
+        identity: &[String],
+        log: Option<&str>,
+    ) -> Result<(), ExecError> {
         self.log = false;
-        let n = sqlx::query("DELETE FROM lethe_restore_log WHERE tenant_id = $1 AND user_id = $2")
-            .bind(self.tenant)
-            .bind(self.user)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
-        tracing::debug!(rows = n, "restore log purged");
+        if let Some(action_id) = log {
+            let n = sqlx::query("DELETE FROM lethe_restore_log WHERE action_id = $1")
+                .bind(action_id)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+            tracing::debug!(rows = n, "restore log purged");
+        }
         if plan.references == References::Pseudonymise && !self.ex.map.references.is_empty() {
             let pseudonym = self.pseudonym().await?;
             for r in self.ex.map.references.clone() {
