@@ -58,6 +58,20 @@ pub fn build(limits: &Limits, pool: &PoolConfig) -> Result<Engine, LoadError> {
     // host thread's own stack (tokio workers have 2 MiB).
     config.max_wasm_stack(512 * 1024);
 
+    // Resetting a recycled memory by scanning which pages were written
+    // (PAGEMAP_SCAN, Linux 6.7+) is what lets decisions scale across cores
+    // with memory kept resident. Without it, keeping 1 MiB resident means
+    // clearing 1 MiB per decision (37 µs instead of 12 µs measured by
+    // `benches/decide.rs`), so fall back to 64 KiB, the best setting then.
+    let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
+    let keep_resident = if pagemap {
+        pool.keep_resident_bytes
+    } else {
+        tracing::warn!(
+            "PAGEMAP_SCAN unavailable (Linux < 6.7): keeping 64 KiB resident per memory"
+        );
+        pool.keep_resident_bytes.min(64 << 10)
+    };
     let mut pooling = PoolingAllocationConfig::new();
     let instances = pool.instances.max(1);
     let per_component = pool.core_instances_per_component.max(1);
@@ -70,9 +84,9 @@ pub fn build(limits: &Limits, pool: &PoolConfig) -> Result<Engine, LoadError> {
         .max_memories_per_component(per_component)
         .max_tables_per_component(per_component)
         .max_memory_size(limits.memory_bytes)
-        .linear_memory_keep_resident(pool.keep_resident_bytes)
-        .table_keep_resident(pool.keep_resident_bytes)
-        .pagemap_scan(Enabled::Auto);
+        .linear_memory_keep_resident(keep_resident)
+        .table_keep_resident(keep_resident)
+        .pagemap_scan(if pagemap { Enabled::Yes } else { Enabled::No });
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
 
     Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))
