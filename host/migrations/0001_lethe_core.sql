@@ -70,10 +70,12 @@ CREATE TABLE lethe_restore_log (
     op         TEXT NOT NULL,
     row_key    TEXT NOT NULL,
     data       TEXT NOT NULL,
-    expect     TEXT,
-    PRIMARY KEY (action_id, step, row_key)
+    expect     TEXT
 );
-CREATE INDEX lethe_restore_log_user ON lethe_restore_log (tenant_id, user_id);
+-- The only access path: restore replays, and erase purges, one action's log
+-- step by step. (One row per platform row and step by construction; no
+-- unique index, to keep the log as cheap to write as the change itself.)
+CREATE INDEX lethe_restore_log_action ON lethe_restore_log (action_id, step);
 
 -- A retried action (same tenant and key) returns the first result.
 CREATE TABLE lethe_idempotency (

@@ -64,10 +64,11 @@ impl Backend {
 
     /// Suffix that locks the selected rows until commit. SQLite needs none:
     /// the immediate transaction already holds the database write lock.
-    pub fn for_update(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE",
+    pub fn row_lock(self, lock: RowLock) -> &'static str {
+        match (self, lock) {
+            (Backend::Sqlite, _) | (_, RowLock::None) => "",
+            (Backend::Postgres, RowLock::Share) => " FOR SHARE",
+            (Backend::Postgres, RowLock::Update) => " FOR UPDATE",
         }
     }
 
@@ -109,6 +110,16 @@ impl Backend {
             Backend::Postgres => format!("p.{}", quote_ident(column)),
         }
     }
+}
+
+/// How a read locks the rows it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowLock {
+    None,
+    /// Others may read and share-lock, not update or delete, until commit.
+    Share,
+    /// Exclusive until commit.
+    Update,
 }
 
 /// Quote an identifier for both dialects. Identifiers come from the data

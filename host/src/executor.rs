@@ -30,7 +30,7 @@ use crate::contract::{
     ProfilePlan, References, Request, Subject, TransferTarget,
 };
 use crate::datamap::{cascade_order, Category, DataMap, DataMapError, Edge, EdgeKind, GuardRule};
-use crate::db::{quote_ident, Backend, ColumnKind, Db, DbError, Schema};
+use crate::db::{quote_ident, Backend, ColumnKind, Db, DbError, RowLock, Schema};
 use crate::lifecycle::{self, LifecycleError, Standing};
 use crate::plan::{self, PlanError, TargetFacts};
 
@@ -158,14 +158,21 @@ pub enum ExecError {
     UnknownSubject { tenant: String, user: String },
     #[error("actor `{0}` is not a user of this tenant")]
     UnknownActor(String),
+    #[error("actor `{actor}` is {state}, not active")]
+    ActorNotActive {
+        actor: String,
+        state: LifecycleState,
+    },
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error(transparent)]
     Policy(#[from] PolicyFault),
+    // The cause is in the message, not chained as a source: `{:#}` would
+    // otherwise print it twice.
     #[error("plan refused: {0}")]
-    PlanRefused(#[from] PlanError),
+    PlanRefused(PlanError),
     #[error("restore conflict: {0}")]
-    Conflict(#[from] RestoreConflict),
+    Conflict(RestoreConflict),
     #[error("user state `{0}` is not one the data map declares")]
     UnknownStateValue(String),
     #[error(transparent)]
@@ -174,6 +181,18 @@ pub enum ExecError {
     Db(#[from] DbError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+}
+
+impl From<PlanError> for ExecError {
+    fn from(e: PlanError) -> Self {
+        ExecError::PlanRefused(e)
+    }
+}
+
+impl From<RestoreConflict> for ExecError {
+    fn from(e: RestoreConflict) -> Self {
+        ExecError::Conflict(e)
+    }
 }
 
 impl From<sqlx::Error> for ExecError {
@@ -414,6 +433,7 @@ impl Run<'_> {
         decider: &D,
         input: &ActionInput,
     ) -> Result<ActionReport, ExecError> {
+        let started = std::time::Instant::now();
         let loaded = self.load_subject().await?;
         if let Some(key) = &input.idempotency_key {
             let row = sqlx::query("SELECT response_json FROM lethe_idempotency WHERE tenant_id = $1 AND idem_key = $2")
@@ -443,7 +463,9 @@ impl Run<'_> {
             reason: input.reason.clone(),
             bulk: input.bulk,
         };
+        let context_us = started.elapsed().as_micros();
         let verdict = decider.decide(self.tenant, &request).await?;
+        let decided_us = started.elapsed().as_micros();
         let mut restore_until = None;
         let mut notify = Vec::new();
         let applied = match &verdict.decision.outcome {
@@ -484,10 +506,10 @@ impl Run<'_> {
                     Action::Delete => {
                         // Window 0: final at once. No restore log; the user
                         // ends erased.
-                        let identity = self.identity(plan).await?;
+                        let identity = self.identity(plan, None).await?;
                         self.apply_categories(plan, target.as_deref()).await?;
                         self.apply_guards(input.action).await?;
-                        self.erase(plan, &identity).await?;
+                        self.erase(plan, &identity, None).await?;
                         to = LifecycleState::Erased;
                         self.set_lifecycle(None, Some(input.now), None, false)
                             .await?;
@@ -501,9 +523,10 @@ impl Run<'_> {
                         self.set_lifecycle(None, None, None, false).await?;
                     }
                     Action::Erase => {
-                        let identity = self.identity(plan).await?;
+                        let log = loaded.delete_action_id.as_deref();
+                        let identity = self.identity(plan, log).await?;
                         self.apply_categories(plan, target.as_deref()).await?;
-                        self.erase(plan, &identity).await?;
+                        self.erase(plan, &identity, log).await?;
                         self.set_lifecycle(None, loaded.subject.deleted_at, None, false)
                             .await?;
                     }
@@ -512,6 +535,7 @@ impl Run<'_> {
             }
             Outcome::Escalate { .. } | Outcome::Deny { .. } => false,
         };
+        let applied_us = started.elapsed().as_micros();
         let report = ActionReport {
             action_id: self.action_id.clone(),
             tenant: self.tenant.to_owned(),
@@ -564,86 +588,25 @@ impl Run<'_> {
         tracing::info!(
             action_id = %self.action_id, tenant = %self.tenant, subject = %self.user,
             action = %input.action, outcome = report.decision.outcome.kind(), dry_run = input.dry_run,
+            context_us, decide_us = decided_us - context_us, apply_us = applied_us - decided_us,
+            evidence_us = started.elapsed().as_micros() - applied_us,
             "action decided"
         );
         Ok(report)
     }
 
-    /// Load the subject and lock its row until commit.
+    /// Load the subject and lock its row until commit: two actions on one
+    /// user never interleave.
     async fn load_subject(&mut self) -> Result<Loaded, ExecError> {
-        let u = &self.ex.map.users;
-        let t = &u.table;
-        let col = |c: &Option<String>| match c {
-            Some(c) => format!("CAST(x.{} AS TEXT)", quote_ident(c)),
-            None => "CAST(NULL AS TEXT)".to_owned(),
-        };
-        let mut q = Q::new(format!(
-            "SELECT x.{state}, {roles}, {perms}, {domain}, x.{created}, {last_login}",
-            state = quote_ident(&u.state.column),
-            roles = col(&u.roles),
-            perms = col(&u.permissions),
-            domain = col(&u.domain),
-            created = quote_ident(&u.created),
-            last_login = match &u.last_login {
-                Some(c) => format!("x.{}", quote_ident(c)),
-                None => "CAST(NULL AS BIGINT)".into(),
-            },
-        ));
-        for a in &u.attributes {
-            q.push(&format!(", CAST(x.{} AS TEXT)", quote_ident(a)));
-        }
-        let tenant = q.text(self.tenant);
-        let user = q.text(self.user);
-        let key = self.text_expr(t, "x", &u.key);
-        q.push(&format!(
-            " FROM {} x WHERE x.{} = {tenant} AND {key} = {user}{}",
-            quote_ident(t),
-            quote_ident(&u.tenant),
-            self.backend().for_update()
-        ));
-        let row =
-            q.fetch_optional(&mut self.tx)
-                .await?
-                .ok_or_else(|| ExecError::UnknownSubject {
-                    tenant: self.tenant.to_owned(),
-                    user: self.user.to_owned(),
-                })?;
-        let state_value: String = row.try_get(0)?;
-        let state = u
-            .state
-            .state(&state_value)
-            .ok_or(ExecError::UnknownStateValue(state_value))?;
-        let split = |s: Option<String>| -> Vec<String> {
-            s.unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        let mut attributes = BTreeMap::new();
-        for (i, a) in u.attributes.iter().enumerate() {
-            let v: Option<String> = row.try_get(6 + i)?;
-            let is_bool = self
-                .ex
-                .schema
-                .tables
-                .get(t)
-                .and_then(|t| t.columns.get(a))
-                .map(|c| c.kind)
-                == Some(ColumnKind::Boolean);
-            let v = match (v, is_bool) {
-                (Some(v), true) => (if matches!(v.as_str(), "1" | "t" | "true" | "TRUE") {
-                    "true"
-                } else {
-                    "false"
-                })
-                .to_owned(),
-                (Some(v), false) => v,
-                (None, _) => continue,
-            };
-            attributes.insert(a.clone(), v);
-        }
+        let user = self.user;
+        let subject = self
+            .user_view(user, RowLock::Update)
+            .await?
+            .ok_or_else(|| ExecError::UnknownSubject {
+                tenant: self.tenant.to_owned(),
+                user: user.to_owned(),
+            })?;
+        let state = subject.state;
         let lc = sqlx::query(
             "SELECT previous_state, deleted_at, restore_until, delete_action_id FROM lethe_user_lifecycle \
              WHERE tenant_id = $1 AND user_id = $2",
@@ -666,19 +629,12 @@ impl Run<'_> {
             None => (None, None, None, None),
         };
         let subject = Subject {
-            id: self.user.to_owned(),
-            state,
-            roles: split(row.try_get(1)?),
-            permissions: split(row.try_get(2)?),
-            domain: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-            created_at: row.try_get(4)?,
-            last_login_at: row.try_get(5)?,
-            deleted_at: if state == LifecycleState::Deleted || state == LifecycleState::Erased {
+            deleted_at: if matches!(state, LifecycleState::Deleted | LifecycleState::Erased) {
                 deleted_at
             } else {
                 None
             },
-            attributes,
+            ..subject
         };
         Ok(Loaded {
             subject,
@@ -700,52 +656,63 @@ impl Run<'_> {
             ActorRef::Support(id) => Ok(empty_actor(ActorKind::Support, id)),
             ActorRef::System => Ok(empty_actor(ActorKind::System, "system")),
             ActorRef::TenantUser(id) => {
-                // Read through the action's own transaction: on SQLite a
-                // second connection would wait for our write lock.
-                let loaded = Run::user_view(self, id).await?;
-                let Some(subject) = loaded else {
+                let Some(user) = self.user_view(id, RowLock::None).await? else {
                     return Err(ExecError::UnknownActor(id.clone()));
                 };
+                // A locked, deactivated or deleted user acts no more.
+                if user.state != LifecycleState::Active {
+                    return Err(ExecError::ActorNotActive {
+                        actor: id.clone(),
+                        state: user.state,
+                    });
+                }
                 Ok(Actor {
                     kind: ActorKind::TenantUser,
                     id: id.clone(),
-                    roles: subject.roles,
-                    permissions: subject.permissions,
-                    domain: subject.domain,
-                    attributes: subject.attributes,
+                    roles: user.roles,
+                    permissions: user.permissions,
+                    domain: user.domain,
+                    attributes: user.attributes,
                 })
             }
         }
     }
 
-    /// Load another user of the tenant (actor, transfer target) without
-    /// locking it; `None` when the tenant has no such user.
-    async fn user_view(run: &mut Run<'_>, id: &str) -> Result<Option<Subject>, ExecError> {
-        let ex = run.ex;
+    /// Load a user of the subject's tenant (subject, actor, transfer
+    /// target) through the action's own transaction; `None` when the
+    /// tenant has no such user. `deleted_at` is left for the caller.
+    async fn user_view(&mut self, id: &str, lock: RowLock) -> Result<Option<Subject>, ExecError> {
+        let ex = self.ex;
         let u = &ex.map.users;
         let col = |c: &Option<String>| match c {
             Some(c) => format!("CAST(x.{} AS TEXT)", quote_ident(c)),
             None => "CAST(NULL AS TEXT)".to_owned(),
         };
         let mut q = Q::new(format!(
-            "SELECT x.{}, {}, {}, {}",
-            quote_ident(&u.state.column),
-            col(&u.roles),
-            col(&u.permissions),
-            col(&u.domain)
+            "SELECT x.{state}, {roles}, {perms}, {domain}, x.{created}, {last_login}",
+            state = quote_ident(&u.state.column),
+            roles = col(&u.roles),
+            perms = col(&u.permissions),
+            domain = col(&u.domain),
+            created = quote_ident(&u.created),
+            last_login = match &u.last_login {
+                Some(c) => format!("x.{}", quote_ident(c)),
+                None => "CAST(NULL AS BIGINT)".into(),
+            },
         ));
         for a in &u.attributes {
             q.push(&format!(", CAST(x.{} AS TEXT)", quote_ident(a)));
         }
-        let tenant = q.text(run.tenant);
+        let tenant = q.text(self.tenant);
         let user = q.text(id);
-        let key = run.text_expr(&u.table, "x", &u.key);
+        let key = self.text_expr(&u.table, "x", &u.key);
         q.push(&format!(
-            " FROM {} x WHERE x.{} = {tenant} AND {key} = {user}",
+            " FROM {} x WHERE x.{} = {tenant} AND {key} = {user}{}",
             quote_ident(&u.table),
-            quote_ident(&u.tenant)
+            quote_ident(&u.tenant),
+            self.backend().row_lock(lock)
         ));
-        let Some(row) = q.fetch_optional(&mut run.tx).await? else {
+        let Some(row) = q.fetch_optional(&mut self.tx).await? else {
             return Ok(None);
         };
         let state_value: String = row.try_get(0)?;
@@ -763,7 +730,7 @@ impl Run<'_> {
         };
         let mut attributes = BTreeMap::new();
         for (i, a) in u.attributes.iter().enumerate() {
-            if let Some(v) = row.try_get::<Option<String>, _>(4 + i)? {
+            if let Some(v) = row.try_get::<Option<String>, _>(6 + i)? {
                 let is_bool = ex
                     .schema
                     .tables
@@ -771,6 +738,8 @@ impl Run<'_> {
                     .and_then(|t| t.columns.get(a))
                     .map(|c| c.kind)
                     == Some(ColumnKind::Boolean);
+                // Booleans read as 1/0 on SQLite and true/false on
+                // PostgreSQL; policies see "true"/"false" either way.
                 let v = if is_bool {
                     (if matches!(v.as_str(), "1" | "t" | "true" | "TRUE") {
                         "true"
@@ -790,8 +759,8 @@ impl Run<'_> {
             roles: split(row.try_get(1)?),
             permissions: split(row.try_get(2)?),
             domain: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-            created_at: 0,
-            last_login_at: None,
+            created_at: row.try_get(4)?,
+            last_login_at: row.try_get(5)?,
             deleted_at: None,
             attributes,
         }))
@@ -1287,7 +1256,8 @@ impl Run<'_> {
                 found.ok_or_else(|| PlanError::NoUserWithRole(role.clone()))?
             }
         };
-        let state = Run::user_view(self, &id).await?.map(|s| s.state);
+        // FOR SHARE: the target cannot be deleted under us before commit.
+        let state = self.user_view(&id, RowLock::Share).await?.map(|s| s.state);
         plan::check_target(
             &TargetFacts {
                 id: id.clone(),
@@ -1301,7 +1271,8 @@ impl Run<'_> {
     /// The strings that identify the subject (name, email, phone… as they
     /// are now and as the restore log remembers them), to be removed from
     /// references on erase. Scrub values are not identity.
-    async fn identity(&mut self, plan: &Plan) -> Result<Vec<String>, ExecError> {
+    /// `log` is the delete whose restore log remembers the profile.
+    async fn identity(&mut self, plan: &Plan, log: Option<&str>) -> Result<Vec<String>, ExecError> {
         let u = self.ex.map.users.clone();
         let mut cols: Vec<&str> = u.personal.iter().map(|p| p.column.as_str()).collect();
         if !cols.contains(&u.display_name.as_str()) {
@@ -1331,15 +1302,19 @@ impl Run<'_> {
                 }
             }
         }
-        let logged = sqlx::query(
-            "SELECT data FROM lethe_restore_log WHERE tenant_id = $1 AND user_id = $2 AND table_name = $3 \
-             AND row_key = $2 AND op = 'update'",
-        )
-        .bind(self.tenant)
-        .bind(self.user)
-        .bind(&u.table)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let logged =
+            match log {
+                Some(action_id) => sqlx::query(
+                    "SELECT data FROM lethe_restore_log WHERE action_id = $1 AND table_name = $2 \
+                     AND row_key = $3 AND op = 'update'",
+                )
+                .bind(action_id)
+                .bind(&u.table)
+                .bind(self.user)
+                .fetch_all(&mut *self.tx)
+                .await?,
+                None => Vec::new(),
+            };
         for row in logged {
             let data: String = row.try_get(0)?;
             let v: serde_json::Value =
@@ -1385,15 +1360,24 @@ impl Run<'_> {
     /// Erase: purge the restore log, pseudonymise references (if the plan
     /// says so), scrub what personal data is left, end erased. Billing
     /// (keep-guarded) rows stay so counts stay.
-    async fn erase(&mut self, plan: &Plan, identity: &[String]) -> Result<(), ExecError> {
+    ///
+    /// A user has at most one restore log, the one of the delete that is
+    /// still inside its window (`log`): restore consumes it, erase purges it.
+    async fn erase(
+        &mut self,
+        plan: &Plan,
+        identity: &[String],
+        log: Option<&str>,
+    ) -> Result<(), ExecError> {
         self.log = false;
-        let n = sqlx::query("DELETE FROM lethe_restore_log WHERE tenant_id = $1 AND user_id = $2")
-            .bind(self.tenant)
-            .bind(self.user)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
-        tracing::debug!(rows = n, "restore log purged");
+        if let Some(action_id) = log {
+            let n = sqlx::query("DELETE FROM lethe_restore_log WHERE action_id = $1")
+                .bind(action_id)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+            tracing::debug!(rows = n, "restore log purged");
+        }
         if plan.references == References::Pseudonymise && !self.ex.map.references.is_empty() {
             let pseudonym = self.pseudonym().await?;
             for r in self.ex.map.references.clone() {

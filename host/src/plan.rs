@@ -152,13 +152,27 @@ mod tests {
             check(&map, Action::Delete, &plan(&[("dealz", Cascade)], None)),
             Err(PlanError::UnknownCategory("dealz".into()))
         );
+        // The demo map keeps billing as a guard only; an operator who also
+        // exposes it as a category still cannot let a plan change it.
+        let billing_map = DataMap::parse(&format!(
+            "{DEMO}\n[[category]]\nname = \"billing\"\ntable = \"billing_seats\"\nowner = \"user_id\"\n"
+        ))
+        .unwrap();
         assert!(matches!(
-            check(&map, Action::Delete, &plan(&[("billing", Cascade)], None)),
+            check(
+                &billing_map,
+                Action::Delete,
+                &plan(&[("billing", Cascade)], None)
+            ),
             Err(PlanError::GuardViolated { .. })
         ));
         // Keeping billing is fine.
         assert_eq!(
-            check(&map, Action::Delete, &plan(&[("billing", Keep)], None)),
+            check(
+                &billing_map,
+                Action::Delete,
+                &plan(&[("billing", Keep)], None)
+            ),
             Ok(())
         );
         assert!(matches!(

@@ -577,3 +577,41 @@ async fn concurrent_actions_on_one_user_never_interleave() {
         t.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn actors_are_read_from_the_database() {
+    for backend in BACKENDS {
+        let (t, ex) = seeded(backend, 1, 8, 1, 37).await;
+        let seen = std::sync::Mutex::new(None);
+        let spy = FnDecider(|r: &Request| {
+            *seen.lock().unwrap() = Some(r.clone());
+            Ok(Outcome::Allow { plan: empty_plan() })
+        });
+        ex.act(&spy, &input("t1", "t1-u7", Action::Lock, NOW))
+            .await
+            .unwrap();
+        let req = seen.lock().unwrap().clone().unwrap();
+        assert_eq!(req.actor.roles, ["admin"], "{backend:?}");
+        assert_eq!(
+            req.actor.permissions,
+            ["account_settings", "erase_deleted_users"]
+        );
+        assert_eq!(req.actor.attributes["is_domain_contact"], "true");
+        assert_eq!(req.subject.attributes["is_domain_contact"], "false");
+        assert_eq!(req.subject.state, LifecycleState::Active);
+        assert!(req
+            .holdings
+            .iter()
+            .any(|h| h.category == "deals" && h.total == 1));
+
+        // A deactivated user cannot act; an unknown one neither.
+        let mut by_inactive = input("t1", "t1-u7", Action::Unlock, NOW);
+        by_inactive.actor = ActorRef::TenantUser("t1-u3".into());
+        let err = ex.act(&allow_all(), &by_inactive).await.unwrap_err();
+        assert!(matches!(err, ExecError::ActorNotActive { .. }), "{err}");
+        by_inactive.actor = ActorRef::TenantUser("t2-u1".into());
+        let err = ex.act(&allow_all(), &by_inactive).await.unwrap_err();
+        assert!(matches!(err, ExecError::UnknownActor(_)), "{err}");
+        t.drop_db().await;
+    }
+}

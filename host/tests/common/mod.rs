@@ -9,7 +9,12 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use lethe::contract::{
+    Action, CategoryPlan, Decision, Disposition, Outcome, Plan, ProfilePlan, References, Request,
+    TransferTarget,
+};
 use lethe::db::{Backend, Db};
+use lethe::executor::{ActionInput, ActorRef, Decider, PolicyFault, Verdict};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -70,26 +75,39 @@ impl TestDb {
         }
     }
 
-    pub async fn drop_db(self) {
+    pub async fn drop_db(mut self) {
         self.db.close().await;
-        if let Some(name) = self.pg_name {
-            let admin = Db::connect(&format!("{}/postgres", pg_base()))
-                .await
-                .unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(admin.pool())
-                .await
-                .unwrap();
-            admin.close().await;
+        if let Some(name) = self.pg_name.take() {
+            drop_pg(&name).await;
         }
     }
 }
 
-use lethe::contract::{
-    Action, CategoryPlan, Decision, Disposition, Outcome, Plan, ProfilePlan, References, Request,
-    TransferTarget,
-};
-use lethe::executor::{ActionInput, ActorRef, Decider, PolicyFault, Verdict};
+async fn drop_pg(name: &str) {
+    let admin = Db::connect(&format!("{}/postgres", pg_base()))
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    admin.close().await;
+}
+
+/// A test that panics never reaches `drop_db`; drop its database anyway
+/// (on a thread of its own, since `Drop` cannot await).
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Runtime::new() {
+                    rt.block_on(drop_pg(&name));
+                }
+            })
+            .join();
+        }
+    }
+}
 
 /// A Rust stand-in for the WebAssembly policy runtime: a closure from the
 /// request to a decision (or a fault). Only a test double; end-to-end tests
@@ -220,10 +238,19 @@ pub async fn seeded(
     )
     .await
     .unwrap();
-    let map = lethe::datamap::DataMap::parse(include_str!("../../../examples/demo/datamap.toml"))
-        .unwrap();
+    let map = lethe::datamap::DataMap::parse(&test_datamap()).unwrap();
     let ex = lethe::executor::Executor::new(t.db.clone(), map)
         .await
         .unwrap();
     (t, ex)
+}
+
+/// The demo data map, plus billing exposed as a category: the demo keeps
+/// billing as a guard only, and these tests need a category a guard forbids
+/// plans to change, to show such plans are refused.
+pub fn test_datamap() -> String {
+    format!(
+        "{}\n[[category]]\nname = \"billing\"\ntable = \"billing_seats\"\nowner = \"user_id\"\n",
+        include_str!("../../../examples/demo/datamap.toml")
+    )
 }
