@@ -367,6 +367,7 @@ impl Directory {
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let history = chain_order(history, summary.state);
         Ok(Some(UserDetail {
             summary,
             permissions: rest.permissions,
@@ -443,6 +444,71 @@ impl Directory {
     }
 }
 
+/// History in the order it happened. Entries are stamped in seconds, and
+/// several steps can share one second (delete, restore, delete again); the
+/// history table has no sequence column, so ties are ordered by following
+/// the states: each step starts where the previous one ended, and the last
+/// ends in the user's current state (a small depth-first search per tie).
+fn chain_order(mut entries: Vec<HistoryEntry>, current: LifecycleState) -> Vec<HistoryEntry> {
+    entries.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.action_id.cmp(&b.action_id)));
+    let mut out: Vec<HistoryEntry> = Vec::with_capacity(entries.len());
+    let mut i = 0;
+    while i < entries.len() {
+        let mut j = i;
+        while j < entries.len() && entries[j].at == entries[i].at {
+            j += 1;
+        }
+        let group = &entries[i..j];
+        let start = out.last().map(|e| e.to_state.clone());
+        let end = (j == entries.len()).then(|| current.as_str().to_owned());
+        let mut used = vec![false; group.len()];
+        let mut path = Vec::with_capacity(group.len());
+        // Ties are a handful of steps; past that, keep the stored order.
+        let found = group.len() <= 10
+            && chain(
+                group,
+                start.as_deref(),
+                end.as_deref(),
+                &mut used,
+                &mut path,
+            );
+        if found {
+            out.extend(path.into_iter().map(|k| group[k].clone()));
+        } else {
+            out.extend(group.iter().cloned());
+        }
+        i = j;
+    }
+    out
+}
+
+/// Extend `path` to an order of all of `group` that starts at `from` and
+/// ends at `end`; false when there is none.
+fn chain(
+    group: &[HistoryEntry],
+    from: Option<&str>,
+    end: Option<&str>,
+    used: &mut [bool],
+    path: &mut Vec<usize>,
+) -> bool {
+    if path.len() == group.len() {
+        return end.is_none_or(|e| from == Some(e));
+    }
+    for k in 0..group.len() {
+        if used[k] || from.is_some_and(|f| f != group[k].from_state) {
+            continue;
+        }
+        used[k] = true;
+        path.push(k);
+        if chain(group, Some(&group[k].to_state), end, used, path) {
+            return true;
+        }
+        path.pop();
+        used[k] = false;
+    }
+    false
+}
+
 /// Detail columns read with the summary.
 struct AnyRowRest {
     restore_until: Option<i64>,
@@ -471,6 +537,36 @@ mod tests {
         let c = encode_cursor("t1-u 7/é");
         assert_eq!(decode_cursor(&c).unwrap(), "t1-u 7/é");
         assert!(decode_cursor("zz").is_err());
+    }
+
+    fn step(id: &str, action: &str, from: &str, to: &str, at: i64) -> HistoryEntry {
+        HistoryEntry {
+            action_id: id.into(),
+            action: action.into(),
+            from_state: from.into(),
+            to_state: to.into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn history_in_one_second_follows_the_states() {
+        let h = vec![
+            step("a", "erase", "deleted", "erased", 5),
+            step("b", "restore", "deleted", "active", 5),
+            step("c", "delete", "active", "deleted", 5),
+            step("d", "delete", "active", "deleted", 5),
+            step("e", "lock", "active", "locked", 4),
+            step("f", "unlock", "locked", "active", 4),
+        ];
+        let order: Vec<String> = chain_order(h, LifecycleState::Erased)
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            order,
+            ["lock", "unlock", "delete", "restore", "delete", "erase"]
+        );
     }
 
     #[test]
