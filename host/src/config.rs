@@ -21,6 +21,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
+    #[error("environment variable {name}={value:?} is not a valid number")]
+    Env { name: &'static str, value: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +38,32 @@ pub struct Config {
     /// Tenants and the policy component each one has deployed.
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
+    /// Where `lethe serve` listens (`LETHE_LISTEN`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// How often the server runs the window-expiry sweep, in seconds
+    /// (`LETHE_SWEEP_INTERVAL_SECS`); 0 turns the in-server sweep off.
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval_secs: u64,
+    /// Largest request body the API reads, in bytes
+    /// (`LETHE_BODY_LIMIT_BYTES`); larger bodies get 413.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// sha256 (hex) of support (operator) API keys accepted besides those
+    /// in the `lethe_api_keys` table. Hashes only: a leaked config file
+    /// gives no usable key.
+    #[serde(default)]
+    pub support_key_sha256: Vec<String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_sweep_interval() -> u64 {
+    300
+}
+fn default_body_limit() -> usize {
+    64 * 1024
 }
 
 /// One tenant of the platform and its deletion policy.
@@ -45,6 +73,10 @@ pub struct TenantConfig {
     pub id: String,
     /// The policy component, relative to the config file's directory.
     pub policy: PathBuf,
+    /// sha256 (hex) of this tenant's API keys accepted besides those in the
+    /// `lethe_api_keys` table.
+    #[serde(default)]
+    pub api_key_sha256: Vec<String>,
 }
 
 impl Config {
@@ -87,7 +119,39 @@ impl Config {
                 };
             }
         }
+        config.apply_env(|name| std::env::var(name).ok())?;
         Ok(config)
+    }
+
+    /// `LETHE_DATABASE_URL`, `LETHE_LISTEN`, `LETHE_DATAMAP`,
+    /// `LETHE_SWEEP_INTERVAL_SECS` and `LETHE_BODY_LIMIT_BYTES` override the
+    /// file, so one config serves every environment and secrets such as a
+    /// database password need not be written into it. `var` is the
+    /// environment, passed in so tests need not mutate the process's.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = var("LETHE_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = var("LETHE_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = var("LETHE_DATAMAP") {
+            self.datamap = PathBuf::from(v);
+        }
+        let number = |name: &'static str, v: String| {
+            v.trim().parse::<u64>().map_err(|_| ConfigError::Env {
+                name,
+                value: v.clone(),
+            })
+        };
+        if let Some(v) = var("LETHE_SWEEP_INTERVAL_SECS") {
+            self.sweep_interval_secs = number("LETHE_SWEEP_INTERVAL_SECS", v)?;
+        }
+        if let Some(v) = var("LETHE_BODY_LIMIT_BYTES") {
+            self.body_limit_bytes =
+                usize::try_from(number("LETHE_BODY_LIMIT_BYTES", v)?).unwrap_or(usize::MAX);
+        }
+        Ok(())
     }
 }
 
@@ -110,6 +174,33 @@ mod tests {
             cfg.database_url,
             format!("sqlite:{}", dir.path().join("demo.db").display())
         );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lethe.toml");
+        std::fs::write(
+            &path,
+            "database_url = \"sqlite:demo.db\"\ndatamap = \"d.toml\"\nlisten = \"127.0.0.1:1\"\n\
+             [[tenant]]\nid = \"t1\"\npolicy = \"p.wasm\"\napi_key_sha256 = [\"ab\"]\n",
+        )
+        .unwrap();
+        let mut cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.tenants[0].api_key_sha256, vec!["ab".to_string()]);
+        assert_eq!(cfg.sweep_interval_secs, 300);
+        let env = |name: &str| match name {
+            "LETHE_LISTEN" => Some("0.0.0.0:9".to_string()),
+            "LETHE_DATABASE_URL" => Some("postgres://x@h/db".to_string()),
+            "LETHE_SWEEP_INTERVAL_SECS" => Some("7".to_string()),
+            _ => None,
+        };
+        cfg.apply_env(env).unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:9");
+        assert_eq!(cfg.database_url, "postgres://x@h/db");
+        assert_eq!(cfg.sweep_interval_secs, 7);
+        let bad = |name: &str| (name == "LETHE_BODY_LIMIT_BYTES").then(|| "lots".to_string());
+        assert!(cfg.apply_env(bad).is_err());
     }
 
     #[test]

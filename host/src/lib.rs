@@ -19,3 +19,11 @@ pub mod lifecycle;
 pub mod plan;
 pub mod seed;
 pub mod tenancy;
+
+// `lethe serve`: the HTTP API and what it reads and keeps (API keys, the
+// escalation queue, user views, evidence). The executor knows none of it.
+pub mod api;
+pub mod apikeys;
+pub mod directory;
+pub mod escalation;
+pub mod evidence;

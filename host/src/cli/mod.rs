@@ -3,7 +3,9 @@
 
 mod act;
 mod data;
+mod keys;
 mod policy;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,11 @@ pub enum Command {
     /// Erase every deleted user whose restore window has passed, as the
     /// system actor and through each tenant's policy.
     Sweep(act::SweepArgs),
+    /// Serve the tenant and support HTTP API (runs the sweep periodically).
+    Serve(serve::ServeArgs),
+    /// API keys for the HTTP API.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -48,6 +55,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Datamap(cmd) => data::datamap_cmd(cmd),
         Command::Act(args) => act::act(args),
         Command::Sweep(args) => act::sweep(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Keys(cmd) => keys::run(cmd),
     }
 }
 

@@ -1,0 +1,297 @@
+//! The HTTP API of `lethe serve`: tenants act on their users, support works
+//! the escalation queue, operators read the evidence.
+//!
+//! Handlers only translate: HTTP in, a call to the [`Executor`], the
+//! [`Directory`], the escalation queue or the evidence, HTTP out. The
+//! policy runtime knows nothing of HTTP, and nothing here knows of
+//! WebAssembly beyond the [`TenantPolicies`] handle it passes on.
+//!
+//! Authentication is a bearer API key ([`crate::apikeys`]). A tenant key
+//! reaches its own tenant only: every other tenant's path answers 404,
+//! exactly like a tenant that does not exist.
+
+mod handlers;
+pub mod problem;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use utoipa::OpenApi;
+
+use crate::apikeys::{self, Principal, StaticKeys};
+use crate::directory::Directory;
+use crate::executor::Executor;
+use crate::tenancy::TenantPolicies;
+
+pub use problem::Problem;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    executor: Executor,
+    policies: TenantPolicies,
+    directory: Directory,
+    keys: StaticKeys,
+    /// Tenants the configuration declares; `/readyz` checks each has a
+    /// policy loaded.
+    tenants: Vec<String>,
+}
+
+/// Server settings that are not state.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub body_limit_bytes: usize,
+    /// `None`: no sweep inside the server.
+    pub sweep_interval: Option<Duration>,
+}
+
+impl AppState {
+    pub fn new(
+        executor: Executor,
+        policies: TenantPolicies,
+        keys: StaticKeys,
+        tenants: Vec<String>,
+    ) -> AppState {
+        let directory = Directory::new(executor.db().clone(), executor.map().clone());
+        AppState {
+            inner: Arc::new(Inner {
+                executor,
+                policies,
+                directory,
+                keys,
+                tenants,
+            }),
+        }
+    }
+
+    fn executor(&self) -> &Executor {
+        &self.inner.executor
+    }
+    fn db(&self) -> &crate::db::Db {
+        self.inner.executor.db()
+    }
+}
+
+/// Unix seconds now: the `now` of every action the API applies.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| Problem::unauthorized("missing bearer API key"))?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Problem::unauthorized("expected `Authorization: Bearer <key>`"))?;
+        match apikeys::authenticate(state.db(), &state.inner.keys, secret).await? {
+            Some(p) => Ok(Caller(p)),
+            None => Err(Problem::unauthorized("unknown or revoked API key")),
+        }
+    }
+}
+
+impl Caller {
+    /// May this caller read tenant `t`? Another tenant's key gets the same
+    /// 404 as a tenant that does not exist.
+    fn read(&self, state: &AppState, t: &str) -> Result<(), Problem> {
+        match &self.0 {
+            Principal::Tenant(own) if own == t => Ok(()),
+            Principal::Support if state.inner.policies.get(t).is_some() => Ok(()),
+            _ => Err(Problem::not_found()),
+        }
+    }
+
+    /// May this caller act on tenant `t`'s users? Only the tenant itself:
+    /// support acts through escalations, as a support actor.
+    fn act(&self, state: &AppState, t: &str) -> Result<(), Problem> {
+        self.read(state, t)?;
+        match &self.0 {
+            Principal::Tenant(_) => Ok(()),
+            Principal::Support => Err(Problem::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "tenant-key-required",
+                "actions are asked by the tenant; support approves escalations",
+            )),
+        }
+    }
+
+    fn support(&self) -> Result<(), Problem> {
+        match &self.0 {
+            Principal::Support => Ok(()),
+            Principal::Tenant(_) => Err(Problem::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "support-key-required",
+                "this endpoint is for support (operator) keys",
+            )),
+        }
+    }
+}
+
+/// `Json` whose rejections are problem details (malformed JSON 400, wrong
+/// shape 422, over the body limit 413, not JSON 415).
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Body(v))
+    }
+}
+
+/// `Query` whose rejections are problem details.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let axum::extract::Query(v) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Params(v))
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState, options: &ServeOptions) -> Router {
+    use handlers::*;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi_json))
+        .route("/v1/tenants/{t}/users", get(list_users))
+        .route("/v1/tenants/{t}/users/{id}", get(user_detail))
+        .route("/v1/tenants/{t}/users/{id}/actions", post(act))
+        .route("/v1/tenants/{t}/escalations", get(tenant_escalations))
+        .route("/v1/tenants/{t}/audit", get(audit))
+        .route("/v1/tenants/{t}/decisions/{id}", get(decision))
+        .route("/v1/escalations", get(support_escalations))
+        .route("/v1/escalations/{id}", get(escalation))
+        .route("/v1/escalations/{id}/approve", post(approve))
+        .route("/v1/escalations/{id}/reject", post(reject))
+        .fallback(|| async { Problem::not_found() })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "method not allowed on this path",
+            )
+        })
+        .layer(DefaultBodyLimit::max(options.body_limit_bytes))
+        .with_state(state)
+}
+
+/// Serve on `listener` until `shutdown` resolves, running the window-expiry
+/// sweep every `options.sweep_interval`. In-flight requests finish before
+/// this returns (graceful shutdown), and the sweep stops between users.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sweeper = options
+        .sweep_interval
+        .map(|every| tokio::spawn(sweep_loop(state.clone(), every, stop_rx)));
+    let app = router(state, &options);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    if let Some(handle) = sweeper {
+        let _ = handle.await;
+    }
+    result
+}
+
+/// Erase deleted users whose window has passed, every `every`, until told
+/// to stop. Each run goes through every tenant's policy as the system actor.
+async fn sweep_loop(
+    state: AppState,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match state
+            .executor()
+            .sweep(&state.inner.policies, unix_now())
+            .await
+        {
+            Ok(items) if !items.is_empty() => {
+                let erased = items.iter().filter(|i| i.result.is_ok()).count();
+                tracing::info!(due = items.len(), erased, "window-expiry sweep");
+            }
+            Ok(_) => tracing::debug!("window-expiry sweep: nothing due"),
+            Err(e) => tracing::warn!(error = %e, "window-expiry sweep failed"),
+        }
+    }
+}
+
+/// The OpenAPI document, generated from the handlers and their types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Lethe", description = "Programmable, per-tenant user deletion: tenant and support API"),
+    paths(
+        handlers::healthz, handlers::readyz, handlers::list_users, handlers::user_detail, handlers::act,
+        handlers::tenant_escalations, handlers::audit, handlers::decision, handlers::support_escalations,
+        handlers::escalation, handlers::approve, handlers::reject
+    ),
+    components(schemas(
+        problem::ProblemDetails, handlers::ActionRequest, handlers::ActionResponse, handlers::ApproveRequest,
+        handlers::RejectRequest, handlers::EscalationList, handlers::ApprovalResponse,
+        crate::escalation::Escalation, crate::directory::UserPage, crate::directory::UserSummary,
+        crate::directory::UserDetail, crate::directory::HistoryEntry, crate::evidence::AuditEntry,
+        crate::evidence::DecisionRecord
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

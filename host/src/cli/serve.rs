@@ -1,0 +1,92 @@
+//! `lethe serve`: the HTTP API, until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use lethe::api::{self, AppState, ServeOptions};
+use lethe::apikeys::StaticKeys;
+use lethe::config::Config;
+use lethe::datamap::DataMap;
+use lethe::db::Db;
+use lethe::executor::Executor;
+use lethe::policy::Runtime;
+use lethe::tenancy::TenantPolicies;
+
+/// Options of `lethe serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "LETHE_CONFIG")]
+    config: PathBuf,
+    /// Overrides `listen` in the config (and `LETHE_LISTEN`).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    super::block_on(async move {
+        let mut cfg = Config::load(&args.config)?;
+        if let Some(listen) = args.listen {
+            cfg.listen = listen;
+        }
+        let map = DataMap::load(&cfg.datamap)?;
+        let db = Db::connect(&cfg.database_url)
+            .await
+            .context("connecting to the database")?;
+        // Lethe's own tables (keys, escalations…) are created or updated at
+        // start, so a new host version never runs on an old schema.
+        db.migrate().await.context("migrating lethe_* tables")?;
+        let executor = Executor::new(db, map).await?;
+        let mut runtime_config = cfg.runtime.clone();
+        if runtime_config.cache_dir.is_none() {
+            runtime_config.cache_dir = lethe::policy::RuntimeConfig::default_cache_dir();
+        }
+        let runtime = Runtime::new(runtime_config)?;
+        let policies = TenantPolicies::load(&runtime, &cfg.tenants)?;
+        let tenants = cfg.tenants.iter().map(|t| t.id.clone()).collect();
+        let state = AppState::new(executor, policies, StaticKeys::new(&cfg), tenants);
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, "lethe serving");
+        eprintln!("lethe: listening on http://{}", listener.local_addr()?);
+        let options = ServeOptions {
+            body_limit_bytes: cfg.body_limit_bytes,
+            sweep_interval: (cfg.sweep_interval_secs > 0)
+                .then(|| Duration::from_secs(cfg.sweep_interval_secs)),
+        };
+        api::serve(listener, state, options, shutdown_signal()).await?;
+        tracing::info!("lethe stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,127 @@
+//! Reading the evidence [`crate::audit`] writes: the audit trail of a
+//! tenant and one decision record, for operators answering "why was this
+//! user deleted, by whom, under which policy version".
+//!
+//! Every query is scoped by tenant, so one tenant's records are never
+//! reachable through another's.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::db::{Db, DbError};
+
+/// Filters of `GET /v1/tenants/{t}/audit`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditFilter {
+    /// The subject's id.
+    pub user: Option<String>,
+    /// lock, unlock, deactivate, reactivate, delete, restore, erase.
+    pub action: Option<String>,
+    /// At or after this unix time.
+    pub since: Option<i64>,
+    /// At most this many entries, newest first (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// One audit row: who asked for what, and what happened.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub action_id: String,
+    pub subject: String,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub action: String,
+    /// `allow`, `escalate`, `deny`, or an escalation step
+    /// (`escalation-approved`, `escalation-rejected`).
+    pub outcome: String,
+    #[schema(value_type = Object)]
+    pub effects: serde_json::Value,
+    pub at: i64,
+}
+
+/// A stored decision: what the policy saw and said, under which version.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DecisionRecord {
+    pub action_id: String,
+    pub subject: String,
+    pub policy_sha256: String,
+    /// The request exactly as the policy saw it.
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub decision: serde_json::Value,
+    pub rules: Vec<String>,
+    pub fuel_used: i64,
+    pub latency_us: i64,
+    pub at: i64,
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::String(text.to_owned()))
+}
+
+pub async fn audit(db: &Db, tenant: &str, f: &AuditFilter) -> Result<Vec<AuditEntry>, DbError> {
+    let limit = i64::from(f.limit.unwrap_or(100).clamp(1, 1000));
+    let rows = sqlx::query(
+        "SELECT action_id, subject_id, actor_kind, actor_id, action, outcome, effects_json, at FROM lethe_audit \
+         WHERE tenant_id = $1 AND ($2 IS NULL OR subject_id = $2) AND ($3 IS NULL OR action = $3) \
+         AND ($4 IS NULL OR at >= $4) ORDER BY at DESC, action_id DESC LIMIT $5",
+    )
+    .bind(tenant)
+    .bind(f.user.clone())
+    .bind(f.action.clone())
+    .bind(f.since)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(AuditEntry {
+            action_id: r.try_get(0)?,
+            subject: r.try_get(1)?,
+            actor_kind: r.try_get(2)?,
+            actor_id: r.try_get(3)?,
+            action: r.try_get(4)?,
+            outcome: r.try_get(5)?,
+            effects: json(&r.try_get::<String, _>(6)?),
+            at: r.try_get(7)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The decision record `action_id` of `tenant`, or `None`.
+pub async fn decision(
+    db: &Db,
+    tenant: &str,
+    action_id: &str,
+) -> Result<Option<DecisionRecord>, DbError> {
+    let row = sqlx::query(
+        "SELECT action_id, subject_id, policy_sha256, request_json, decision_json, rules, fuel_used, latency_us, at \
+         FROM lethe_decisions WHERE tenant_id = $1 AND action_id = $2",
+    )
+    .bind(tenant)
+    .bind(action_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let rules: String = r.try_get(5)?;
+    Ok(Some(DecisionRecord {
+        action_id: r.try_get(0)?,
+        subject: r.try_get(1)?,
+        policy_sha256: r.try_get(2)?,
+        input: json(&r.try_get::<String, _>(3)?),
+        decision: json(&r.try_get::<String, _>(4)?),
+        rules: rules
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        fuel_used: r.try_get(6)?,
+        latency_us: r.try_get(7)?,
+        at: r.try_get(8)?,
+    }))
+}
