@@ -448,59 +448,59 @@ impl Directory {
 /// several steps can share one second (delete, restore, delete again); the
 /// history table has no sequence column, so ties are ordered by following
 /// the states: each step starts where the previous one ended, and the last
-/// ends in the user's current state (a small depth-first search per tie).
+/// ends in the user's current state. A small depth-first search that only
+/// ever picks among the earliest remaining timestamp; if no such chain
+/// exists (or the search runs long), the stored order is kept.
 fn chain_order(mut entries: Vec<HistoryEntry>, current: LifecycleState) -> Vec<HistoryEntry> {
     entries.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.action_id.cmp(&b.action_id)));
-    let mut out: Vec<HistoryEntry> = Vec::with_capacity(entries.len());
-    let mut i = 0;
-    while i < entries.len() {
-        let mut j = i;
-        while j < entries.len() && entries[j].at == entries[i].at {
-            j += 1;
-        }
-        let group = &entries[i..j];
-        let start = out.last().map(|e| e.to_state.clone());
-        let end = (j == entries.len()).then(|| current.as_str().to_owned());
-        let mut used = vec![false; group.len()];
-        let mut path = Vec::with_capacity(group.len());
-        // Ties are a handful of steps; past that, keep the stored order.
-        let found = group.len() <= 10
-            && chain(
-                group,
-                start.as_deref(),
-                end.as_deref(),
-                &mut used,
-                &mut path,
-            );
-        if found {
-            out.extend(path.into_iter().map(|k| group[k].clone()));
-        } else {
-            out.extend(group.iter().cloned());
-        }
-        i = j;
+    let mut used = vec![false; entries.len()];
+    let mut path = Vec::with_capacity(entries.len());
+    let mut budget = 20_000u32;
+    if chain(
+        &entries,
+        None,
+        current.as_str(),
+        &mut used,
+        &mut path,
+        &mut budget,
+    ) {
+        path.into_iter().map(|k| entries[k].clone()).collect()
+    } else {
+        entries
     }
-    out
 }
 
-/// Extend `path` to an order of all of `group` that starts at `from` and
-/// ends at `end`; false when there is none.
+/// Extend `path` to an order of all `entries` (sorted by time) that starts
+/// at `from` and ends at `end`; false when there is none.
 fn chain(
-    group: &[HistoryEntry],
+    entries: &[HistoryEntry],
     from: Option<&str>,
-    end: Option<&str>,
+    end: &str,
     used: &mut [bool],
     path: &mut Vec<usize>,
+    budget: &mut u32,
 ) -> bool {
-    if path.len() == group.len() {
-        return end.is_none_or(|e| from == Some(e));
+    if path.len() == entries.len() {
+        return from.is_none_or(|f| f == end);
     }
-    for k in 0..group.len() {
-        if used[k] || from.is_some_and(|f| f != group[k].from_state) {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    let Some(first) = (0..entries.len()).find(|&k| !used[k]) else {
+        return false;
+    };
+    let at = entries[first].at;
+    for k in first..entries.len() {
+        if entries[k].at != at {
+            break;
+        }
+        if used[k] || from.is_some_and(|f| f != entries[k].from_state) {
             continue;
         }
         used[k] = true;
         path.push(k);
-        if chain(group, Some(&group[k].to_state), end, used, path) {
+        if chain(entries, Some(&entries[k].to_state), end, used, path, budget) {
             return true;
         }
         path.pop();
@@ -567,6 +567,19 @@ mod tests {
             order,
             ["lock", "unlock", "delete", "restore", "delete", "erase"]
         );
+        // A tie at the start must leave the chain able to go on: restore
+        // before delete would fit the first second alone, not the next.
+        let h = vec![
+            step("a", "restore", "deleted", "active", 1),
+            step("b", "delete", "active", "deleted", 1),
+            step("c", "erase", "deleted", "erased", 2),
+            step("d", "delete", "active", "deleted", 2),
+        ];
+        let order: Vec<String> = chain_order(h, LifecycleState::Erased)
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(order, ["delete", "restore", "delete", "erase"]);
     }
 
     #[test]
