@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use common::TestDb;
 use lethe::api::{self, AppState, ServeOptions};
 use lethe::apikeys::{self, Principal, StaticKeys};
+use lethe::bulk::BulkSettings;
 use lethe::config::TenantConfig;
 use lethe::db::Backend;
 use lethe::policy::{Runtime, RuntimeConfig};
@@ -124,6 +125,7 @@ impl Server {
             policies().clone(),
             StaticKeys::default(),
             TENANTS.iter().map(|(t, _)| (*t).to_owned()).collect(),
+            BulkSettings::default(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -134,6 +136,7 @@ impl Server {
             ServeOptions {
                 body_limit_bytes: BODY_LIMIT,
                 sweep_interval: None,
+                bulk_worker: true,
             },
             async move {
                 let _ = rx.await;

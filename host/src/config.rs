@@ -54,6 +54,9 @@ pub struct Config {
     /// gives no usable key.
     #[serde(default)]
     pub support_key_sha256: Vec<String>,
+    /// Bulk jobs: batch size, lease, preview lifetime (`[bulk]`).
+    #[serde(default)]
+    pub bulk: crate::bulk::BulkSettings,
 }
 
 fn default_listen() -> String {

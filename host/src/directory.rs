@@ -208,6 +208,91 @@ impl Directory {
 
     /// One page of the tenant's users matching `f`, in key order.
     pub async fn list(&self, tenant: &str, f: &UserFilter) -> Result<UserPage, DirectoryError> {
+        let limit = f.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        // One extra row tells whether there is a next page.
+        let rows = self.rows(tenant, f, Some(i64::from(limit) + 1)).await?;
+        let more = rows.len() > limit as usize;
+        let mut users = Vec::with_capacity(rows.len().min(limit as usize));
+        let mut last_key = None;
+        for row in rows.iter().take(limit as usize) {
+            last_key = Some(row.try_get::<String, _>(0)?);
+            if let Some((s, _)) = self.summary(row)? {
+                users.push(s);
+            }
+        }
+        Ok(UserPage {
+            users,
+            next_cursor: if more {
+                last_key.as_deref().map(encode_cursor)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Every user of the tenant matching `f` (its `limit` and `cursor`
+    /// ignored), in key order: the selection of a bulk action.
+    pub async fn matching(
+        &self,
+        tenant: &str,
+        f: &UserFilter,
+    ) -> Result<Vec<UserSummary>, DirectoryError> {
+        let f = UserFilter {
+            cursor: None,
+            ..f.clone()
+        };
+        let rows = self.rows(tenant, &f, None).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some((s, _)) = self.summary(row)? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The tenant's users among `ids`, in key order.
+    pub async fn some(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<Vec<UserSummary>, DirectoryError> {
+        let u = &self.map.users;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut sql = self.select();
+            sql.push_str(&format!(
+                " WHERE x.{} = $1 AND CAST(x.{} AS TEXT) IN (",
+                quote_ident(&u.tenant),
+                quote_ident(&u.key)
+            ));
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            sql.push_str(&list.join(", "));
+            sql.push_str(&format!(
+                ") ORDER BY CAST(x.{} AS TEXT)",
+                quote_ident(&u.key)
+            ));
+            let mut query = sqlx::query(&sql).bind(tenant.to_owned());
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            for row in query.fetch_all(self.db.pool()).await? {
+                if let Some((s, _)) = self.summary(&row)? {
+                    out.push(s);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rows of [`Directory::select`] matching `f`, in key order, at most
+    /// `limit`.
+    async fn rows(
+        &self,
+        tenant: &str,
+        f: &UserFilter,
+        limit: Option<i64>,
+    ) -> Result<Vec<AnyRow>, DirectoryError> {
         let u = &self.map.users;
         let mut args: Vec<Arg> = Vec::new();
         let mut p = |a: Arg| {
@@ -290,12 +375,10 @@ impl Directory {
                 p(Arg::Text(decode_cursor(cursor)?))
             ));
         }
-        let limit = f.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-        // One extra row tells whether there is a next page.
-        sql.push_str(&format!(
-            " ORDER BY {key} LIMIT {}",
-            p(Arg::Int(i64::from(limit) + 1))
-        ));
+        sql.push_str(&format!(" ORDER BY {key}"));
+        if let Some(limit) = limit {
+            sql.push_str(&format!(" LIMIT {}", p(Arg::Int(limit))));
+        }
         let mut query = sqlx::query(&sql);
         for a in &args {
             query = match a {
@@ -303,24 +386,7 @@ impl Directory {
                 Arg::Int(i) => query.bind(*i),
             };
         }
-        let rows = query.fetch_all(self.db.pool()).await?;
-        let more = rows.len() > limit as usize;
-        let mut users = Vec::with_capacity(rows.len().min(limit as usize));
-        let mut last_key = None;
-        for row in rows.iter().take(limit as usize) {
-            last_key = Some(row.try_get::<String, _>(0)?);
-            if let Some((s, _)) = self.summary(row)? {
-                users.push(s);
-            }
-        }
-        Ok(UserPage {
-            users,
-            next_cursor: if more {
-                last_key.as_deref().map(encode_cursor)
-            } else {
-                None
-            },
-        })
+        Ok(query.fetch_all(self.db.pool()).await?)
     }
 
     /// One user of the tenant, or `None` (also for another tenant's user).

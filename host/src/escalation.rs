@@ -15,11 +15,11 @@
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::contract::{Action, LifecycleState, Outcome};
 use crate::db::{Db, DbError};
-use crate::executor::ActionReport;
+use crate::executor::{ActionReport, Epilogue, ExecError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EscalationError {
@@ -106,20 +106,18 @@ pub struct Asked<'a> {
     pub reason: Option<&'a str>,
 }
 
-/// Open an escalation for an escalating `report`. Idempotent per decision:
-/// a replayed report returns the escalation its first run opened.
-pub async fn open(
-    db: &Db,
+/// Open an escalation for an escalating `report` inside the action's own
+/// transaction, so the decision and its queue entry commit together.
+/// Returns the new escalation's id.
+pub async fn insert(
+    conn: &mut AnyConnection,
     report: &ActionReport,
     asked: &Asked<'_>,
     now: i64,
-) -> Result<Escalation, EscalationError> {
+) -> Result<String, EscalationError> {
     let Outcome::Escalate { queue, reason } = &report.decision.outcome else {
         return Err(EscalationError::NotEscalated);
     };
-    if let Some(existing) = by_action(db, &report.action_id).await? {
-        return Ok(existing);
-    }
     let id = format!("esc-{}", hex::encode(rand::random::<[u8; 12]>()));
     sqlx::query(
         "INSERT INTO lethe_escalations (id, tenant_id, user_id, action, actor_id, transfer_to, reason, queue, \
@@ -138,10 +136,43 @@ pub async fn open(
     .bind(report.from_state.as_str())
     .bind(&report.action_id)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     tracing::info!(escalation = %id, tenant = %report.tenant, user = %report.subject, %queue, "escalation opened");
-    get(db, &id).await
+    Ok(id)
+}
+
+/// An [`Epilogue`] that queues an escalating decision in the action's
+/// transaction; other outcomes write nothing.
+pub struct Queue<'a> {
+    pub asked: Asked<'a>,
+    pub now: i64,
+}
+
+impl Epilogue for Queue<'_> {
+    async fn write(
+        &self,
+        conn: &mut AnyConnection,
+        report: &ActionReport,
+    ) -> Result<(), ExecError> {
+        if !matches!(report.decision.outcome, Outcome::Escalate { .. }) || report.dry_run {
+            return Ok(());
+        }
+        insert(conn, report, &self.asked, self.now)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                EscalationError::Db(d) => ExecError::Db(d),
+                other => ExecError::Corrupt(other.to_string()),
+            })
+    }
+}
+
+/// The escalation an action's decision opened, if any.
+pub async fn of_action(db: &Db, action_id: &str) -> Result<Escalation, EscalationError> {
+    by_action(db, action_id)
+        .await?
+        .ok_or_else(|| EscalationError::NotFound(action_id.to_owned()))
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Escalation, EscalationError> {

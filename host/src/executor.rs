@@ -16,7 +16,7 @@
 //! at a time), and the restore log is captured with `INSERT … SELECT` just
 //! before each change, so its cost grows linearly with the rows touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,99 @@ pub trait Decider: Send + Sync {
         tenant: &str,
         request: &Request,
     ) -> impl Future<Output = Result<Verdict, PolicyFault>> + Send;
+
+    /// Decide many requests of one tenant, answers in request order. The
+    /// default asks one at a time; the host's runtime serves a whole batch
+    /// from one policy instance (bulk jobs, previews).
+    fn decide_batch(
+        &self,
+        tenant: &str,
+        requests: &[Request],
+    ) -> impl Future<Output = Vec<Result<Verdict, PolicyFault>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(requests.len());
+            for r in requests {
+                out.push(self.decide(tenant, r).await);
+            }
+            out
+        }
+    }
+}
+
+/// Writes that must commit with an action; see [`Executor::act_with`].
+pub trait Epilogue: Sync {
+    fn write(
+        &self,
+        conn: &mut AnyConnection,
+        report: &ActionReport,
+    ) -> impl Future<Output = Result<(), ExecError>> + Send;
+}
+
+/// No epilogue.
+impl Epilogue for () {
+    async fn write(&self, _: &mut AnyConnection, _: &ActionReport) -> Result<(), ExecError> {
+        Ok(())
+    }
+}
+
+/// Users per set-based context query in [`Executor::contexts`]: well under
+/// every backend's bind-parameter limit.
+pub const CONTEXT_CHUNK: usize = 500;
+
+/// What a bulk action asks of every user of a batch.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    pub tenant: String,
+    pub action: Action,
+    pub actor: ActorRef,
+    pub transfer_to: Option<String>,
+    pub reason: Option<String>,
+    /// Unix seconds; one `now` per batch, so the requests read for the batch
+    /// equal those each user's transaction re-reads.
+    pub now: i64,
+}
+
+impl Ask {
+    /// The input of one user's action of this batch.
+    pub fn input(&self, user: &str) -> ActionInput {
+        ActionInput {
+            tenant: self.tenant.clone(),
+            subject: user.to_owned(),
+            action: self.action,
+            actor: self.actor.clone(),
+            transfer_to: self.transfer_to.clone(),
+            reason: self.reason.clone(),
+            bulk: true,
+            now: self.now,
+            idempotency_key: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// One user's facts as read for a batch by [`Executor::contexts`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub user: String,
+    /// The request the policy would see, or why the action is impossible.
+    pub request: Result<Request, Refusal>,
+}
+
+/// Why an action did not happen for one user, with a stable code (the API's
+/// problem codes: `not-found`, `invalid-transition`, `policy-fault`…).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<&ExecError> for Refusal {
+    fn from(e: &ExecError) -> Refusal {
+        Refusal {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// Who asks. Tenant users are loaded from the database, never taken from
@@ -181,6 +274,38 @@ pub enum ExecError {
     Db(#[from] DbError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// An [`Epilogue`] found its work already done by someone else (a bulk
+    /// item handled by another worker); the action was rolled back.
+    #[error("superseded: {0}")]
+    Superseded(String),
+}
+
+impl ExecError {
+    /// A stable, machine-readable code (the API's problem `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExecError::UnknownSubject { .. } => "not-found",
+            ExecError::UnknownActor(_) => "unknown-actor",
+            ExecError::ActorNotActive { .. } => "actor-not-active",
+            ExecError::Lifecycle(LifecycleError::NotAllowed { .. }) => "invalid-transition",
+            ExecError::Lifecycle(LifecycleError::WindowClosed { .. }) => "restore-window-closed",
+            ExecError::Policy(_) => "policy-fault",
+            ExecError::PlanRefused(
+                PlanError::TargetUnknown(_)
+                | PlanError::TargetNotActive { .. }
+                | PlanError::TargetIsSubject(_)
+                | PlanError::ActorNotAUser
+                | PlanError::NoUserWithRole(_),
+            ) => "invalid-transfer-target",
+            ExecError::PlanRefused(_) => "plan-refused",
+            ExecError::Conflict(_) => "restore-conflict",
+            ExecError::Superseded(_) => "superseded",
+            ExecError::UnknownStateValue(_)
+            | ExecError::DataMap(_)
+            | ExecError::Db(_)
+            | ExecError::Corrupt(_) => "internal",
+        }
+    }
 }
 
 impl From<PlanError> for ExecError {
@@ -232,6 +357,20 @@ impl Executor {
         decider: &D,
         input: &ActionInput,
     ) -> Result<ActionReport, ExecError> {
+        self.act_with(decider, input, &()).await
+    }
+
+    /// [`Executor::act`], with `epilogue` written in the same transaction
+    /// after the evidence: a bulk job's item status or an escalation commits
+    /// with the action or not at all. An epilogue error rolls the whole
+    /// action back. Not called for a replayed (idempotent) action.
+    #[tracing::instrument(name = "executor.act", skip_all, fields(tenant = %input.tenant, subject = %input.subject, action = %input.action))]
+    pub async fn act_with<D: Decider, E: Epilogue>(
+        &self,
+        decider: &D,
+        input: &ActionInput,
+        epilogue: &E,
+    ) -> Result<ActionReport, ExecError> {
         let tx = self.db.begin_write().await?;
         let mut run = Run {
             tx,
@@ -246,12 +385,318 @@ impl Executor {
         // Dropping `run.tx` without commit rolls everything back, so every
         // early return below writes nothing.
         let report = run.act(decider, input).await?;
-        if input.dry_run || report.replayed {
+        if report.replayed {
+            run.tx.rollback().await?;
+            return Ok(report);
+        }
+        epilogue.write(&mut run.tx, &report).await?;
+        if input.dry_run {
             run.tx.rollback().await?;
         } else {
             run.tx.commit().await?;
         }
         Ok(report)
+    }
+
+    /// One user of `tenant`, or `None`; `deleted_at` is left for the caller.
+    async fn user_on(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        id: &str,
+        lock: RowLock,
+    ) -> Result<Option<Subject>, ExecError> {
+        let mut q = Q::new("");
+        let select = self.user_select(&mut q, tenant);
+        let user = q.text(id);
+        let key = self.text_expr(&self.map.users.table, "x", &self.map.users.key);
+        q.push(&format!(
+            "{select} AND {key} = {user}{}",
+            self.db.backend().row_lock(lock)
+        ));
+        match q.fetch_optional(conn).await? {
+            Some(row) => Ok(Some(self.subject_from_row(&row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Who asks, as the policy sees them. Tenant users are loaded from the
+    /// database and must be active: a locked, deactivated or deleted user
+    /// acts no more.
+    async fn actor_on(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        actor: &ActorRef,
+    ) -> Result<Actor, ExecError> {
+        match actor {
+            ActorRef::Support(id) => Ok(empty_actor(ActorKind::Support, id)),
+            ActorRef::System => Ok(empty_actor(ActorKind::System, "system")),
+            ActorRef::TenantUser(id) => {
+                let Some(user) = self.user_on(conn, tenant, id, RowLock::None).await? else {
+                    return Err(ExecError::UnknownActor(id.clone()));
+                };
+                if user.state != LifecycleState::Active {
+                    return Err(ExecError::ActorNotActive {
+                        actor: id.clone(),
+                        state: user.state,
+                    });
+                }
+                Ok(Actor {
+                    kind: ActorKind::TenantUser,
+                    id: id.clone(),
+                    roles: user.roles,
+                    permissions: user.permissions,
+                    domain: user.domain,
+                    attributes: user.attributes,
+                })
+            }
+        }
+    }
+
+    /// The requests a policy would see for `users`, read set-based for a
+    /// whole batch: per chunk of [`CONTEXT_CHUNK`] users, one query for the
+    /// subjects, one for their lifecycle rows and one for all their
+    /// holdings; the actor once. Users the tenant does not have, and users
+    /// the action is impossible for (the state machine), get a [`Refusal`]
+    /// instead. Read outside any transaction: each user's own transaction
+    /// re-reads and locks its facts before anything is applied (see
+    /// [`Executor::act_with`]).
+    #[tracing::instrument(name = "executor.contexts", skip_all, fields(tenant = %ask.tenant, action = %ask.action, users = users.len()))]
+    pub async fn contexts(&self, ask: &Ask, users: &[String]) -> Result<Vec<Prepared>, ExecError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let actor = self.actor_on(&mut conn, &ask.tenant, &ask.actor).await?;
+        let u = &self.map.users;
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(CONTEXT_CHUNK) {
+            // Subjects.
+            let mut q = Q::new("");
+            let select = self.user_select(&mut q, &ask.tenant);
+            let list: Vec<String> = chunk.iter().map(|id| q.text(id.as_str())).collect();
+            let key = self.text_expr(&u.table, "x", &u.key);
+            q.push(&format!("{select} AND {key} IN ({})", list.join(", ")));
+            let mut subjects = HashMap::with_capacity(chunk.len());
+            for row in q.fetch_all(&mut conn).await? {
+                let s = self.subject_from_row(&row)?;
+                subjects.insert(s.id.clone(), s);
+            }
+            // Lifecycle rows.
+            let mut q = Q::new("");
+            let t = q.text(ask.tenant.as_str());
+            let list: Vec<String> = chunk.iter().map(|id| q.text(id.as_str())).collect();
+            q.push(&format!(
+                "SELECT user_id, previous_state, deleted_at, restore_until, delete_action_id \
+                 FROM lethe_user_lifecycle WHERE tenant_id = {t} AND user_id IN ({})",
+                list.join(", ")
+            ));
+            let mut lifecycle_rows = HashMap::new();
+            for row in q.fetch_all(&mut conn).await? {
+                let lc = LifecycleRow::read(&row)?;
+                lifecycle_rows.insert(lc.user_id.clone(), lc);
+            }
+            // Holdings, grouped by owner.
+            let mut holdings: HashMap<String, Vec<Holding>> = HashMap::new();
+            if !self.map.categories.is_empty() {
+                let mut q = Q::new("");
+                let list: Vec<String> = chunk.iter().map(|id| q.text(id.as_str())).collect();
+                let cond = format!("IN ({})", list.join(", "));
+                let sql = self.holdings_sql(&mut q, &ask.tenant, &cond, true);
+                q.push(&sql);
+                for row in q.fetch_all(&mut conn).await? {
+                    let i: i64 = row.try_get(0)?;
+                    let owner: String = row.try_get(1)?;
+                    let total: i64 = row.try_get(2)?;
+                    let open: i64 = row.try_get(3)?;
+                    let entry = holdings.entry(owner).or_insert_with(|| self.no_holdings());
+                    if let Some(h) = usize::try_from(i).ok().and_then(|i| entry.get_mut(i)) {
+                        h.total = total.max(0) as u64;
+                        h.open = open.max(0) as u64;
+                    }
+                }
+            }
+            for id in chunk {
+                let request = match subjects.remove(id) {
+                    None => Err(Refusal {
+                        code: "not-found".into(),
+                        message: format!("no user `{id}` in tenant `{}`", ask.tenant),
+                    }),
+                    Some(subject) => {
+                        let l = loaded(subject, lifecycle_rows.remove(id));
+                        match lifecycle::check(ask.action, l.standing, ask.now) {
+                            Err(e) => Err(Refusal::from(&ExecError::Lifecycle(e))),
+                            Ok(_) => Ok(Request {
+                                action: ask.action,
+                                now: ask.now,
+                                subject: l.subject,
+                                actor: actor.clone(),
+                                holdings: holdings.remove(id).unwrap_or_else(|| self.no_holdings()),
+                                transfer_to: ask.transfer_to.clone(),
+                                reason: ask.reason.clone(),
+                                bulk: true,
+                            }),
+                        }
+                    }
+                };
+                out.push(Prepared {
+                    user: id.clone(),
+                    request,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Zero holdings in every category, in data-map order.
+    fn no_holdings(&self) -> Vec<Holding> {
+        self.map
+            .categories
+            .iter()
+            .map(|c| Holding {
+                category: c.name.clone(),
+                total: 0,
+                open: 0,
+            })
+            .collect()
+    }
+
+    /// `alias.col` as text, cast only when the column is not text (so
+    /// indexes on text keys stay usable).
+    fn text_expr(&self, table: &str, alias: &str, col: &str) -> String {
+        let kind = self
+            .schema
+            .tables
+            .get(table)
+            .and_then(|t| t.columns.get(col))
+            .map(|c| c.kind);
+        if kind == Some(ColumnKind::Text) {
+            format!("{alias}.{}", quote_ident(col))
+        } else {
+            format!("CAST({alias}.{} AS TEXT)", quote_ident(col))
+        }
+    }
+
+    /// `SELECT key, state, roles, permissions, domain, created, last_login,
+    /// attributes… FROM users x WHERE x.tenant = $t`, for
+    /// [`Executor::subject_from_row`]; callers append `AND …`.
+    fn user_select(&self, q: &mut Q, tenant: &str) -> String {
+        let u = &self.map.users;
+        let col = |c: &Option<String>| match c {
+            Some(c) => format!("CAST(x.{} AS TEXT)", quote_ident(c)),
+            None => "CAST(NULL AS TEXT)".to_owned(),
+        };
+        let mut sql = format!(
+            "SELECT {key}, x.{state}, {roles}, {perms}, {domain}, x.{created}, {last_login}",
+            key = self.text_expr(&u.table, "x", &u.key),
+            state = quote_ident(&u.state.column),
+            roles = col(&u.roles),
+            perms = col(&u.permissions),
+            domain = col(&u.domain),
+            created = quote_ident(&u.created),
+            last_login = match &u.last_login {
+                Some(c) => format!("x.{}", quote_ident(c)),
+                None => "CAST(NULL AS BIGINT)".into(),
+            },
+        );
+        for a in &u.attributes {
+            sql.push_str(&format!(", CAST(x.{} AS TEXT)", quote_ident(a)));
+        }
+        let t = q.text(tenant);
+        sql.push_str(&format!(
+            " FROM {} x WHERE x.{} = {t}",
+            quote_ident(&u.table),
+            quote_ident(&u.tenant),
+        ));
+        sql
+    }
+
+    /// A user as selected by [`Executor::user_select`]; `deleted_at` is
+    /// left for the caller (it lives in Lethe's lifecycle table).
+    fn subject_from_row(&self, row: &AnyRow) -> Result<Subject, ExecError> {
+        let u = &self.map.users;
+        let state_value: String = row.try_get(1)?;
+        let state = u
+            .state
+            .state(&state_value)
+            .ok_or(ExecError::UnknownStateValue(state_value))?;
+        let split = |s: Option<String>| -> Vec<String> {
+            s.unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut attributes = BTreeMap::new();
+        for (i, a) in u.attributes.iter().enumerate() {
+            if let Some(v) = row.try_get::<Option<String>, _>(7 + i)? {
+                let is_bool = self
+                    .schema
+                    .tables
+                    .get(&u.table)
+                    .and_then(|t| t.columns.get(a))
+                    .map(|c| c.kind)
+                    == Some(ColumnKind::Boolean);
+                // Booleans read as 1/0 on SQLite and true/false on
+                // PostgreSQL; policies see "true"/"false" either way.
+                let v = if is_bool {
+                    (if matches!(v.as_str(), "1" | "t" | "true" | "TRUE") {
+                        "true"
+                    } else {
+                        "false"
+                    })
+                    .to_owned()
+                } else {
+                    v
+                };
+                attributes.insert(a.clone(), v);
+            }
+        }
+        Ok(Subject {
+            id: row.try_get(0)?,
+            state,
+            roles: split(row.try_get(2)?),
+            permissions: split(row.try_get(3)?),
+            domain: row.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
+            created_at: row.try_get(5)?,
+            last_login_at: row.try_get(6)?,
+            deleted_at: None,
+            attributes,
+        })
+    }
+
+    /// Holdings of the owners matching `owner_cond` (`= $2`, `IN (…)`), as
+    /// one `UNION ALL` over the categories: rows of (category index,
+    /// [owner,] total, open). With `by_owner`, one row per owner holding
+    /// anything; without, exactly one row per category.
+    fn holdings_sql(&self, q: &mut Q, tenant: &str, owner_cond: &str, by_owner: bool) -> String {
+        let t = q.text(tenant);
+        let mut parts = Vec::new();
+        for (i, c) in self.map.categories.iter().enumerate() {
+            let owner = self.text_expr(&c.table, "x", &c.owner);
+            let open = match &c.open {
+                Some(o) => {
+                    let values: Vec<String> = o.values.iter().map(|v| q.text(v.as_str())).collect();
+                    format!(
+                        "COALESCE(SUM(CASE WHEN x.{} IN ({}) THEN 1 ELSE 0 END), 0)",
+                        quote_ident(&o.column),
+                        values.join(", ")
+                    )
+                }
+                None => "COUNT(*)".into(),
+            };
+            let (owner_col, group) = if by_owner {
+                (format!("{owner}, "), format!(" GROUP BY {owner}"))
+            } else {
+                (String::new(), String::new())
+            };
+            parts.push(format!(
+                "SELECT CAST({i} AS BIGINT), {owner_col}CAST(COUNT(*) AS BIGINT), CAST({open} AS BIGINT) \
+                 FROM {} x WHERE x.{} = {t} AND {owner} {owner_cond}{group}",
+                quote_ident(&c.table),
+                quote_ident(&c.tenant),
+            ));
+        }
+        parts.join(" UNION ALL ")
     }
 
     /// Erase, as the system actor and through the policy, every deleted user
@@ -375,6 +820,68 @@ struct Loaded {
     delete_action_id: Option<String>,
 }
 
+/// A `lethe_user_lifecycle` row.
+struct LifecycleRow {
+    user_id: String,
+    previous_state: Option<LifecycleState>,
+    deleted_at: Option<i64>,
+    restore_until: Option<i64>,
+    delete_action_id: Option<String>,
+}
+
+impl LifecycleRow {
+    /// From `SELECT user_id, previous_state, deleted_at, restore_until,
+    /// delete_action_id`.
+    fn read(r: &AnyRow) -> Result<LifecycleRow, ExecError> {
+        let prev: Option<String> = r.try_get(1)?;
+        let previous_state = prev
+            .map(|p| {
+                p.parse::<LifecycleState>()
+                    .map_err(|e| ExecError::Corrupt(e.to_string()))
+            })
+            .transpose()?;
+        Ok(LifecycleRow {
+            user_id: r.try_get(0)?,
+            previous_state,
+            deleted_at: r.try_get(2)?,
+            restore_until: r.try_get(3)?,
+            delete_action_id: r.try_get(4)?,
+        })
+    }
+}
+
+/// The subject with its lifecycle facts: `deleted_at` only while deleted
+/// or erased, the restore window only while deleted.
+fn loaded(subject: Subject, lc: Option<LifecycleRow>) -> Loaded {
+    let state = subject.state;
+    let gone = matches!(state, LifecycleState::Deleted | LifecycleState::Erased);
+    let (previous_state, deleted_at, restore_until, delete_action_id) = match lc {
+        Some(l) => (
+            l.previous_state,
+            l.deleted_at,
+            l.restore_until,
+            l.delete_action_id,
+        ),
+        None => (None, None, None, None),
+    };
+    Loaded {
+        subject: Subject {
+            deleted_at: if gone { deleted_at } else { None },
+            ..subject
+        },
+        standing: Standing {
+            state,
+            restore_until: if state == LifecycleState::Deleted {
+                restore_until
+            } else {
+                None
+            },
+            previous_state,
+        },
+        delete_action_id,
+    }
+}
+
 /// What the restore log saves of each matched row.
 enum Saved<'a> {
     /// The whole row (it is about to be removed; restore re-inserts it).
@@ -411,21 +918,8 @@ impl Run<'_> {
         &self.ex.map
     }
 
-    /// `alias.col` as text, cast only when the column is not text (so
-    /// indexes on text keys stay usable).
     fn text_expr(&self, table: &str, alias: &str, col: &str) -> String {
-        let kind = self
-            .ex
-            .schema
-            .tables
-            .get(table)
-            .and_then(|t| t.columns.get(col))
-            .map(|c| c.kind);
-        if kind == Some(ColumnKind::Text) {
-            format!("{alias}.{}", quote_ident(col))
-        } else {
-            format!("CAST({alias}.{} AS TEXT)", quote_ident(col))
-        }
+        self.ex.text_expr(table, alias, col)
     }
 
     async fn act<D: Decider>(
@@ -598,205 +1092,65 @@ impl Run<'_> {
     /// Load the subject and lock its row until commit: two actions on one
     /// user never interleave.
     async fn load_subject(&mut self) -> Result<Loaded, ExecError> {
-        let user = self.user;
-        let subject = self
-            .user_view(user, RowLock::Update)
+        let ex = self.ex;
+        let subject = ex
+            .user_on(&mut self.tx, self.tenant, self.user, RowLock::Update)
             .await?
             .ok_or_else(|| ExecError::UnknownSubject {
                 tenant: self.tenant.to_owned(),
-                user: user.to_owned(),
+                user: self.user.to_owned(),
             })?;
-        let state = subject.state;
         let lc = sqlx::query(
-            "SELECT previous_state, deleted_at, restore_until, delete_action_id FROM lethe_user_lifecycle \
+            "SELECT user_id, previous_state, deleted_at, restore_until, delete_action_id FROM lethe_user_lifecycle \
              WHERE tenant_id = $1 AND user_id = $2",
         )
         .bind(self.tenant)
         .bind(self.user)
         .fetch_optional(&mut *self.tx)
         .await?;
-        let (previous_state, deleted_at, restore_until, delete_action_id) = match lc {
-            Some(r) => {
-                let prev: Option<String> = r.try_get(0)?;
-                let prev = prev
-                    .map(|p| {
-                        p.parse::<LifecycleState>()
-                            .map_err(|e| ExecError::Corrupt(e.to_string()))
-                    })
-                    .transpose()?;
-                (prev, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)
-            }
-            None => (None, None, None, None),
-        };
-        let subject = Subject {
-            deleted_at: if matches!(state, LifecycleState::Deleted | LifecycleState::Erased) {
-                deleted_at
-            } else {
-                None
-            },
-            ..subject
-        };
-        Ok(Loaded {
-            subject,
-            standing: Standing {
-                state,
-                restore_until: if state == LifecycleState::Deleted {
-                    restore_until
-                } else {
-                    None
-                },
-                previous_state,
-            },
-            delete_action_id,
-        })
+        let lc = lc.as_ref().map(LifecycleRow::read).transpose()?;
+        Ok(loaded(subject, lc))
     }
 
     async fn load_actor(&mut self, actor: &ActorRef) -> Result<Actor, ExecError> {
-        match actor {
-            ActorRef::Support(id) => Ok(empty_actor(ActorKind::Support, id)),
-            ActorRef::System => Ok(empty_actor(ActorKind::System, "system")),
-            ActorRef::TenantUser(id) => {
-                let Some(user) = self.user_view(id, RowLock::None).await? else {
-                    return Err(ExecError::UnknownActor(id.clone()));
-                };
-                // A locked, deactivated or deleted user acts no more.
-                if user.state != LifecycleState::Active {
-                    return Err(ExecError::ActorNotActive {
-                        actor: id.clone(),
-                        state: user.state,
-                    });
-                }
-                Ok(Actor {
-                    kind: ActorKind::TenantUser,
-                    id: id.clone(),
-                    roles: user.roles,
-                    permissions: user.permissions,
-                    domain: user.domain,
-                    attributes: user.attributes,
-                })
-            }
-        }
+        let ex = self.ex;
+        ex.actor_on(&mut self.tx, self.tenant, actor).await
     }
 
-    /// Load a user of the subject's tenant (subject, actor, transfer
-    /// target) through the action's own transaction; `None` when the
-    /// tenant has no such user. `deleted_at` is left for the caller.
+    /// A user of the subject's tenant (actor, transfer target) through the
+    /// action's own transaction.
     async fn user_view(&mut self, id: &str, lock: RowLock) -> Result<Option<Subject>, ExecError> {
         let ex = self.ex;
-        let u = &ex.map.users;
-        let col = |c: &Option<String>| match c {
-            Some(c) => format!("CAST(x.{} AS TEXT)", quote_ident(c)),
-            None => "CAST(NULL AS TEXT)".to_owned(),
-        };
-        let mut q = Q::new(format!(
-            "SELECT x.{state}, {roles}, {perms}, {domain}, x.{created}, {last_login}",
-            state = quote_ident(&u.state.column),
-            roles = col(&u.roles),
-            perms = col(&u.permissions),
-            domain = col(&u.domain),
-            created = quote_ident(&u.created),
-            last_login = match &u.last_login {
-                Some(c) => format!("x.{}", quote_ident(c)),
-                None => "CAST(NULL AS BIGINT)".into(),
-            },
-        ));
-        for a in &u.attributes {
-            q.push(&format!(", CAST(x.{} AS TEXT)", quote_ident(a)));
-        }
-        let tenant = q.text(self.tenant);
-        let user = q.text(id);
-        let key = self.text_expr(&u.table, "x", &u.key);
-        q.push(&format!(
-            " FROM {} x WHERE x.{} = {tenant} AND {key} = {user}{}",
-            quote_ident(&u.table),
-            quote_ident(&u.tenant),
-            self.backend().row_lock(lock)
-        ));
-        let Some(row) = q.fetch_optional(&mut self.tx).await? else {
-            return Ok(None);
-        };
-        let state_value: String = row.try_get(0)?;
-        let state = u
-            .state
-            .state(&state_value)
-            .ok_or(ExecError::UnknownStateValue(state_value))?;
-        let split = |s: Option<String>| -> Vec<String> {
-            s.unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
-        let mut attributes = BTreeMap::new();
-        for (i, a) in u.attributes.iter().enumerate() {
-            if let Some(v) = row.try_get::<Option<String>, _>(6 + i)? {
-                let is_bool = ex
-                    .schema
-                    .tables
-                    .get(&u.table)
-                    .and_then(|t| t.columns.get(a))
-                    .map(|c| c.kind)
-                    == Some(ColumnKind::Boolean);
-                // Booleans read as 1/0 on SQLite and true/false on
-                // PostgreSQL; policies see "true"/"false" either way.
-                let v = if is_bool {
-                    (if matches!(v.as_str(), "1" | "t" | "true" | "TRUE") {
-                        "true"
-                    } else {
-                        "false"
-                    })
-                    .to_owned()
-                } else {
-                    v
-                };
-                attributes.insert(a.clone(), v);
-            }
-        }
-        Ok(Some(Subject {
-            id: id.to_owned(),
-            state,
-            roles: split(row.try_get(1)?),
-            permissions: split(row.try_get(2)?),
-            domain: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-            created_at: row.try_get(4)?,
-            last_login_at: row.try_get(5)?,
-            deleted_at: None,
-            attributes,
-        }))
+        ex.user_on(&mut self.tx, self.tenant, id, lock).await
     }
 
-    /// Rows per category the subject owns, and how many are open.
+    /// Rows per category the subject owns, and how many are open: one
+    /// round trip (`UNION ALL` over the categories' tables).
     async fn holdings(&mut self) -> Result<Vec<Holding>, ExecError> {
-        let mut out = Vec::new();
-        for c in &self.ex.map.categories {
-            let mut q = Q::new("");
-            let cond = self.owned_cond(&mut q, &owned(c), "x", None);
-            let open = match &c.open {
-                Some(o) => {
-                    let values: Vec<String> = o.values.iter().map(|v| q.text(v.as_str())).collect();
-                    format!(
-                        "COALESCE(SUM(CASE WHEN x.{} IN ({}) THEN 1 ELSE 0 END), 0)",
-                        quote_ident(&o.column),
-                        values.join(", ")
-                    )
-                }
-                None => "COUNT(*)".into(),
-            };
-            q.push(&format!(
-                "SELECT COUNT(*), {open} FROM {} x WHERE {cond}",
-                quote_ident(&c.table)
-            ));
-            let rows = q.fetch_all(&mut self.tx).await?;
-            let (total, open): (i64, i64) = match rows.first() {
-                Some(r) => (r.try_get(0)?, r.try_get(1)?),
-                None => (0, 0),
-            };
-            out.push(Holding {
+        let ex = self.ex;
+        let categories = &ex.map.categories;
+        if categories.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = Q::new("");
+        let user = q.text(self.user);
+        let sql = ex.holdings_sql(&mut q, self.tenant, &format!("= {user}"), false);
+        q.push(&sql);
+        let rows = q.fetch_all(&mut self.tx).await?;
+        let mut out: Vec<Holding> = categories
+            .iter()
+            .map(|c| Holding {
                 category: c.name.clone(),
-                total: total.max(0) as u64,
-                open: open.max(0) as u64,
-            });
+                total: 0,
+                open: 0,
+            })
+            .collect();
+        for row in rows {
+            let (i, total, open) = holding_row(&row)?;
+            if let Some(h) = out.get_mut(i) {
+                h.total = total;
+                h.open = open;
+            }
         }
         Ok(out)
     }
@@ -1667,6 +2021,19 @@ fn owned(c: &Category) -> Owned<'_> {
         tenant: &c.tenant,
         owner: &c.owner,
     }
+}
+
+/// (category index, total, open) of a [`Executor::holdings_sql`] row
+/// without the owner column.
+fn holding_row(row: &AnyRow) -> Result<(usize, u64, u64), ExecError> {
+    let i: i64 = row.try_get(0)?;
+    let total: i64 = row.try_get(1)?;
+    let open: i64 = row.try_get(2)?;
+    Ok((
+        usize::try_from(i).map_err(|e| ExecError::Corrupt(e.to_string()))?,
+        total.max(0) as u64,
+        open.max(0) as u64,
+    ))
 }
 
 fn empty_actor(kind: ActorKind, id: &str) -> Actor {

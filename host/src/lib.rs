@@ -24,6 +24,7 @@ pub mod tenancy;
 // escalation queue, user views, evidence). The executor knows none of it.
 pub mod api;
 pub mod apikeys;
+pub mod bulk;
 pub mod directory;
 pub mod escalation;
 pub mod evidence;

@@ -221,7 +221,19 @@ pub async fn act(
         idempotency_key: req.idempotency_key.clone(),
         dry_run: req.dry_run,
     };
-    let report = state.executor().act(&state.inner.policies, &input).await?;
+    // An escalation is queued in the action's own transaction.
+    let queue = escalation::Queue {
+        asked: Asked {
+            actor_id: &req.actor_id,
+            transfer_to: req.transfer_to.as_deref(),
+            reason: req.reason.as_deref(),
+        },
+        now,
+    };
+    let report = state
+        .executor()
+        .act_with(&state.inner.policies, &input, &queue)
+        .await?;
     if req.dry_run {
         return Ok(Json(ActionResponse {
             result: "dry_run".into(),
@@ -238,17 +250,7 @@ pub async fn act(
         })
         .into_response()),
         Outcome::Escalate { .. } => {
-            let esc = escalation::open(
-                state.db(),
-                &report,
-                &Asked {
-                    actor_id: &req.actor_id,
-                    transfer_to: req.transfer_to.as_deref(),
-                    reason: req.reason.as_deref(),
-                },
-                now,
-            )
-            .await?;
+            let esc = escalation::of_action(state.db(), &report.action_id).await?;
             Ok((
                 StatusCode::ACCEPTED,
                 Json(ActionResponse {

@@ -10,6 +10,7 @@
 //! reaches its own tenant only: every other tenant's path answers 404,
 //! exactly like a tenant that does not exist.
 
+mod bulk;
 mod handlers;
 pub mod problem;
 
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 use utoipa::OpenApi;
 
 use crate::apikeys::{self, Principal, StaticKeys};
+use crate::bulk::{Bulk, BulkSettings};
 use crate::directory::Directory;
 use crate::executor::Executor;
 use crate::tenancy::TenantPolicies;
@@ -43,6 +45,7 @@ struct Inner {
     executor: Executor,
     policies: TenantPolicies,
     directory: Directory,
+    bulk: Bulk,
     keys: StaticKeys,
     /// Tenants the configuration declares; `/readyz` checks each has a
     /// policy loaded.
@@ -55,6 +58,9 @@ pub struct ServeOptions {
     pub body_limit_bytes: usize,
     /// `None`: no sweep inside the server.
     pub sweep_interval: Option<Duration>,
+    /// Run a bulk-job worker inside the server (every host can; jobs are
+    /// leased, so several workers never apply one user twice).
+    pub bulk_worker: bool,
 }
 
 impl AppState {
@@ -63,13 +69,16 @@ impl AppState {
         policies: TenantPolicies,
         keys: StaticKeys,
         tenants: Vec<String>,
+        bulk: BulkSettings,
     ) -> AppState {
         let directory = Directory::new(executor.db().clone(), executor.map().clone());
+        let bulk = Bulk::new(executor.clone(), bulk);
         AppState {
             inner: Arc::new(Inner {
                 executor,
                 policies,
                 directory,
+                bulk,
                 keys,
                 tenants,
             }),
@@ -81,6 +90,9 @@ impl AppState {
     }
     fn db(&self) -> &crate::db::Db {
         self.inner.executor.db()
+    }
+    fn bulk(&self) -> &Bulk {
+        &self.inner.bulk
     }
 }
 
@@ -193,6 +205,16 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/v1/tenants/{t}/escalations", get(tenant_escalations))
         .route("/v1/tenants/{t}/audit", get(audit))
         .route("/v1/tenants/{t}/decisions/{id}", get(decision))
+        .route("/v1/tenants/{t}/bulk/preview", post(bulk::preview))
+        .route(
+            "/v1/tenants/{t}/bulk/{preview}/execute",
+            post(bulk::execute),
+        )
+        .route("/v1/tenants/{t}/jobs", get(bulk::jobs))
+        .route("/v1/tenants/{t}/jobs/{id}", get(bulk::job))
+        .route("/v1/tenants/{t}/jobs/{id}/items", get(bulk::items))
+        .route("/v1/tenants/{t}/jobs/{id}/events", get(bulk::events))
+        .route("/v1/tenants/{t}/jobs/{id}/cancel", post(bulk::cancel))
         .route("/v1/escalations", get(support_escalations))
         .route("/v1/escalations/{id}", get(escalation))
         .route("/v1/escalations/{id}/approve", post(approve))
@@ -221,13 +243,23 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = options
         .sweep_interval
-        .map(|every| tokio::spawn(sweep_loop(state.clone(), every, stop_rx)));
+        .map(|every| tokio::spawn(sweep_loop(state.clone(), every, stop_rx.clone())));
+    let worker = options.bulk_worker.then(|| {
+        tokio::spawn(crate::bulk::run_worker(
+            state.bulk().clone(),
+            state.inner.policies.clone(),
+            stop_rx,
+        ))
+    });
     let app = router(state, &options);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_tx.send(true);
     if let Some(handle) = sweeper {
+        let _ = handle.await;
+    }
+    if let Some(handle) = worker {
         let _ = handle.await;
     }
     result
@@ -269,14 +301,18 @@ async fn sweep_loop(
     paths(
         handlers::healthz, handlers::readyz, handlers::list_users, handlers::user_detail, handlers::act,
         handlers::tenant_escalations, handlers::audit, handlers::decision, handlers::support_escalations,
-        handlers::escalation, handlers::approve, handlers::reject
+        handlers::escalation, handlers::approve, handlers::reject, bulk::preview, bulk::execute, bulk::jobs,
+        bulk::job, bulk::items, bulk::events, bulk::cancel
     ),
     components(schemas(
         problem::ProblemDetails, handlers::ActionRequest, handlers::ActionResponse, handlers::ApproveRequest,
         handlers::RejectRequest, handlers::EscalationList, handlers::ApprovalResponse,
         crate::escalation::Escalation, crate::directory::UserPage, crate::directory::UserSummary,
         crate::directory::UserDetail, crate::directory::HistoryEntry, crate::evidence::AuditEntry,
-        crate::evidence::DecisionRecord
+        crate::evidence::DecisionRecord, crate::bulk::PreviewRequest, crate::bulk::BulkFilter,
+        crate::bulk::Preview, crate::bulk::OutcomeCounts, crate::bulk::ReasonCount, crate::bulk::EffectEstimate,
+        crate::bulk::SampleUser, crate::bulk::ExecuteRequest, crate::bulk::Job, crate::bulk::JobItem,
+        crate::bulk::JobPage, crate::bulk::ItemPage
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -208,3 +208,42 @@ impl From<crate::db::DbError> for Problem {
         Problem::internal(e)
     }
 }
+
+impl From<crate::bulk::BulkError> for Problem {
+    fn from(e: crate::bulk::BulkError) -> Problem {
+        use crate::bulk::BulkError;
+        let detail = e.to_string();
+        match e {
+            BulkError::InvalidSelection(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-selection",
+                detail,
+            ),
+            BulkError::NotFound => Problem::not_found(),
+            BulkError::Expired { expires_at } => {
+                Problem::new(StatusCode::GONE, "preview-expired", detail)
+                    .with("expires_at", expires_at)
+            }
+            BulkError::Used { job_id } => {
+                Problem::new(StatusCode::CONFLICT, "preview-used", detail).with("job_id", job_id)
+            }
+            BulkError::Mismatch { expected, got } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "confirm-count-mismatch",
+                detail,
+            )
+            .with("expected", expected)
+            .with("confirm_count", got),
+            BulkError::Stale(preview) => {
+                Problem::new(StatusCode::CONFLICT, "preview-stale", detail).with("preview", preview)
+            }
+            BulkError::Finished { status } => {
+                Problem::new(StatusCode::CONFLICT, "job-finished", detail)
+                    .with("job_status", status)
+            }
+            BulkError::Exec(e) => Problem::from(e),
+            BulkError::Directory(e) => Problem::from(e),
+            other => Problem::internal(other),
+        }
+    }
+}

@@ -45,7 +45,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let runtime = Runtime::new(runtime_config)?;
         let policies = TenantPolicies::load(&runtime, &cfg.tenants)?;
         let tenants = cfg.tenants.iter().map(|t| t.id.clone()).collect();
-        let state = AppState::new(executor, policies, StaticKeys::new(&cfg), tenants);
+        let state = AppState::new(
+            executor,
+            policies,
+            StaticKeys::new(&cfg),
+            tenants,
+            cfg.bulk.clone(),
+        );
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
@@ -55,6 +61,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             body_limit_bytes: cfg.body_limit_bytes,
             sweep_interval: (cfg.sweep_interval_secs > 0)
                 .then(|| Duration::from_secs(cfg.sweep_interval_secs)),
+            bulk_worker: true,
         };
         api::serve(listener, state, options, shutdown_signal()).await?;
         tracing::info!("lethe stopped");

@@ -1,0 +1,193 @@
+//! Bulk endpoints: preview, execute, jobs, items, progress events, cancel.
+//! They translate only; the work is in [`crate::bulk`].
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+
+use super::problem::ProblemDetails;
+use super::{AppState, Body, Caller, Params, Problem};
+use crate::bulk::{ExecuteRequest, ItemPage, Job, JobPage, Preview, PreviewRequest};
+
+/// How often the progress stream looks at the job.
+const EVENT_POLL: Duration = Duration::from_millis(250);
+
+#[utoipa::path(post, path = "/v1/tenants/{t}/bulk/preview", params(("t" = String, Path)), request_body = PreviewRequest, responses(
+    (status = 200, description = "What executing the selection would do; no user changed", body = Preview),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 422, description = "Invalid selection or unknown actor", body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+    Body(req): Body<PreviewRequest>,
+) -> Result<Json<Preview>, Problem> {
+    caller.act(&state, &t)?;
+    Ok(Json(
+        state
+            .bulk()
+            .preview(&state.inner.policies, &t, &req)
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{t}/bulk/{preview}/execute", params(("t" = String, Path), ("preview" = String, Path)), request_body = ExecuteRequest, responses(
+    (status = 202, description = "Job queued", body = Job),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 409, description = "`preview-stale` (with a fresh `preview`) or `preview-used`", body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 410, description = "`preview-expired`", body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 422, description = "`confirm-count-mismatch` (with `expected`)", body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn execute(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, preview)): Path<(String, String)>,
+    Body(req): Body<ExecuteRequest>,
+) -> Result<impl IntoResponse, Problem> {
+    caller.act(&state, &t)?;
+    let job = state
+        .bulk()
+        .execute(&state.inner.policies, &t, &preview, &req)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// Query of `GET /v1/tenants/{t}/jobs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// 1..=200, default 50.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{t}/jobs", params(("t" = String, Path), JobsQuery), responses(
+    (status = 200, description = "Newest first", body = JobPage),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+    Params(q): Params<JobsQuery>,
+) -> Result<Json<JobPage>, Problem> {
+    caller.read(&state, &t)?;
+    Ok(Json(
+        state
+            .bulk()
+            .jobs(&t, q.limit.unwrap_or(50), q.cursor.as_deref())
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{t}/jobs/{id}", params(("t" = String, Path), ("id" = String, Path)), responses(
+    (status = 200, body = Job),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Json<Job>, Problem> {
+    caller.read(&state, &t)?;
+    Ok(Json(state.bulk().job(&t, &id).await?))
+}
+
+/// Query of `GET /v1/tenants/{t}/jobs/{id}/items`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ItemsQuery {
+    /// pending, applied, escalated, denied, failed or cancelled.
+    pub status: Option<String>,
+    /// 1..=1000, default 100.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{t}/jobs/{id}/items", params(("t" = String, Path), ("id" = String, Path), ItemsQuery), responses(
+    (status = 200, description = "In job order", body = ItemPage),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn items(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, id)): Path<(String, String)>,
+    Params(q): Params<ItemsQuery>,
+) -> Result<Json<ItemPage>, Problem> {
+    caller.read(&state, &t)?;
+    Ok(Json(
+        state
+            .bulk()
+            .items(
+                &t,
+                &id,
+                q.status.as_deref(),
+                q.limit.unwrap_or(100),
+                q.cursor.as_deref(),
+            )
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{t}/jobs/{id}/cancel", params(("t" = String, Path), ("id" = String, Path)), responses(
+    (status = 202, description = "Cancel requested; users already done stay done", body = Job),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 409, description = "`job-finished`", body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<impl IntoResponse, Problem> {
+    caller.act(&state, &t)?;
+    let job = state.bulk().cancel(&t, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{t}/jobs/{id}/events", params(("t" = String, Path), ("id" = String, Path)), responses(
+    (status = 200, description = "Server-sent events: `progress` (Job JSON) whenever the counts change, then one `end` (the final Job) and the stream closes", content_type = "text/event-stream"),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    caller.read(&state, &t)?;
+    // 404 before the stream starts, like every other endpoint.
+    state.bulk().job(&t, &id).await?;
+    let bulk = state.bulk().clone();
+    let stream = stream::unfold(Some(String::new()), move |last| {
+        let (bulk, t, id) = (bulk.clone(), t.clone(), id.clone());
+        async move {
+            let last = last?;
+            loop {
+                let job = match bulk.job(&t, &id).await {
+                    Ok(job) => job,
+                    Err(e) => {
+                        let event = Event::default().event("error").data(e.to_string());
+                        return Some((Ok(event), None));
+                    }
+                };
+                let json = serde_json::to_string(&job).unwrap_or_default();
+                if job.is_terminal() {
+                    return Some((Ok(Event::default().event("end").data(json)), None));
+                }
+                if json != last {
+                    let event = Event::default().event("progress").data(json.clone());
+                    return Some((Ok(event), Some(json)));
+                }
+                tokio::time::sleep(EVENT_POLL).await;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
