@@ -91,12 +91,18 @@ struct Server {
 
 impl Server {
     async fn start(backend: Backend) -> Server {
+        Server::start_with(backend, 40).await
+    }
+
+    /// A server over `users` users per tenant. Its bulk worker runs small
+    /// batches and polls often, so tests see jobs move.
+    async fn start_with(backend: Backend, users: u32) -> Server {
         let t = TestDb::new(backend).await;
         lethe::seed::seed(
             &t.db,
             &lethe::seed::SeedOptions {
                 tenants: 5,
-                users: 40,
+                users,
                 items: 6,
                 seed: 1,
             },
@@ -125,7 +131,11 @@ impl Server {
             policies().clone(),
             StaticKeys::default(),
             TENANTS.iter().map(|(t, _)| (*t).to_owned()).collect(),
-            BulkSettings::default(),
+            BulkSettings {
+                batch_size: 8,
+                poll_ms: 50,
+                ..BulkSettings::default()
+            },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -956,6 +966,569 @@ async fn listing_and_meta(backend: Backend) {
     s.stop().await;
 }
 
+/// Read a job's progress stream to its end: (progress events, final job).
+async fn follow(s: &Server, t: &str, job: &str) -> (usize, Value) {
+    let resp = s
+        .http
+        .get(format!("{}/v1/tenants/{t}/jobs/{job}/events", s.base))
+        .bearer_auth(s.key(t))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = tokio::time::timeout(std::time::Duration::from_secs(300), resp.text())
+        .await
+        .expect("the job ends")
+        .unwrap();
+    let mut progress = 0;
+    let mut end = None;
+    for block in text.split("\n\n") {
+        let event = block.lines().find_map(|l| l.strip_prefix("event: "));
+        let data: String = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        match event {
+            Some("progress") => {
+                let v: Value = serde_json::from_str(&data).unwrap();
+                assert_eq!(v["job_id"], job);
+                progress += 1;
+            }
+            Some("end") => end = Some(serde_json::from_str(&data).unwrap()),
+            Some(other) => panic!("unexpected event {other}: {data}"),
+            None => {}
+        }
+    }
+    (progress, end.expect("an `end` event closes the stream"))
+}
+
+/// Every user of a tenant and their state, from the directory.
+async fn states(s: &Server, t: &str) -> BTreeMap<String, String> {
+    let (st, v) = s
+        .get(&format!("/v1/tenants/{t}/users?limit=500"), s.key(t))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["next_cursor"], Value::Null);
+    v["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap().to_owned(),
+                u["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn audit_rows(s: &Server, t: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM lethe_audit WHERE tenant_id = $1")
+        .bind(t)
+        .fetch_one(s.db().pool())
+        .await
+        .unwrap()
+}
+
+/// Seed 003 in bulk (cohort-cleanup, t4): filter mentees by last login,
+/// preview (nothing written), a wrong typed count, the right one, the job
+/// run to its end over the progress stream; users on several platforms
+/// are listed as not applied and queued for customer success.
+async fn bulk_003(backend: Backend) {
+    let s = Server::start(backend).await;
+    let cutoff = lethe::seed::EPOCH - 1_000_000;
+    let (st, listed) = s
+        .get(
+            &format!("/v1/tenants/t4/users?role=mentee&last_login_before={cutoff}&limit=500"),
+            s.key("t4"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{listed}");
+    let listed = ids(&listed["users"]);
+    let multi: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM users WHERE tenant_id = 't4' AND platform_count > 1")
+            .fetch_all(s.db().pool())
+            .await
+            .unwrap();
+    let escalate: Vec<&String> = listed.iter().filter(|u| multi.contains(u)).collect();
+    let allow: Vec<&String> = listed.iter().filter(|u| !multi.contains(u)).collect();
+    assert!(allow.len() >= 3 && !escalate.is_empty(), "{listed:?}");
+    let before = states(&s, "t4").await;
+
+    let (st, p) = s
+        .post(
+            "/v1/tenants/t4/bulk/preview",
+            s.key("t4"),
+            json!({"action": "delete", "actor_id": "t4-u1", "reason": "cohort cleanup",
+                   "filter": {"role": "mentee", "last_login_before": cutoff}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(p["matched"], listed.len());
+    assert_eq!(p["outcomes"]["allow"], allow.len());
+    assert_eq!(p["outcomes"]["escalate"], escalate.len());
+    assert_eq!(p["outcomes"]["deny"], 0);
+    assert_eq!(p["confirm_count"], allow.len());
+    assert!(p["reasons"].as_array().unwrap().contains(
+        &json!({"outcome": "escalate", "code": "customer-success", "count": escalate.len()})
+    ));
+    assert!(p["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["disposition"] == "cascade" && e["rows"].as_u64().unwrap() > 0));
+    let sample = p["sample"].as_array().unwrap();
+    assert_eq!(sample.len(), listed.len().min(20));
+    assert_eq!(sample[0]["user_id"], listed[0].as_str());
+    assert!(p["expires_at"].as_i64().unwrap() > p["created_at"].as_i64().unwrap());
+    // A preview writes nothing.
+    assert_eq!(states(&s, "t4").await, before);
+    assert_eq!(audit_rows(&s, "t4").await, 0);
+
+    let preview = p["preview_id"].as_str().unwrap().to_owned();
+    let execute = format!("/v1/tenants/t4/bulk/{preview}/execute");
+    let (st, v) = s
+        .post(
+            &execute,
+            s.key("t4"),
+            json!({"confirm_count": allow.len() + 1}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["code"], "confirm-count-mismatch");
+    assert_eq!(v["expected"], allow.len());
+    assert_eq!(audit_rows(&s, "t4").await, 0);
+
+    let (st, job) = s
+        .post(&execute, s.key("t4"), json!({"confirm_count": allow.len()}))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["total"], listed.len());
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    let (_, done) = follow(&s, "t4", &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["applied"], allow.len());
+    assert_eq!(done["escalated"], escalate.len());
+    assert_eq!(
+        (done["denied"].as_u64(), done["failed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(done["done"], done["total"]);
+    assert_eq!(done["pending"], 0);
+    // Who did not apply, and why.
+    let not_applied = done["not_applied"].as_array().unwrap();
+    assert_eq!(not_applied.len(), escalate.len());
+    for item in not_applied {
+        assert_eq!(item["status"], "escalated");
+        assert_eq!(item["code"], "customer-success");
+        assert!(item["detail"].as_str().unwrap().contains("platforms"));
+        assert!(item["escalation_id"].as_str().unwrap().starts_with("esc-"));
+    }
+    let after = states(&s, "t4").await;
+    for u in &allow {
+        assert_eq!(after[*u], "erased", "{u}");
+    }
+    for u in &escalate {
+        assert_eq!(after[*u], before[*u], "{u}");
+    }
+    for (u, state) in &before {
+        if !listed.contains(u) {
+            assert_eq!(&after[u], state, "{u} was not selected");
+        }
+    }
+    // Escalated users are in customer success's queue.
+    let (_, q) = s
+        .get("/v1/tenants/t4/escalations?status=pending", s.key("t4"))
+        .await;
+    let queued: Vec<&str> = q["escalations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["queue"] == "customer-success")
+        .map(|e| e["user"].as_str().unwrap())
+        .collect();
+    for u in &escalate {
+        assert!(queued.contains(&u.as_str()), "{u} not queued: {q}");
+    }
+    // One decision per user, each in the audit log.
+    assert_eq!(audit_rows(&s, "t4").await, listed.len() as i64);
+    let (st, items) = s
+        .get(
+            &format!("/v1/tenants/t4/jobs/{id}/items?status=applied&limit=1000"),
+            s.key("t4"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{items}");
+    assert_eq!(items["items"].as_array().unwrap().len(), allow.len());
+    let (_, jobs) = s.get("/v1/tenants/t4/jobs", s.key("t4")).await;
+    assert_eq!(jobs["jobs"][0]["job_id"], id.as_str());
+    // A preview runs once.
+    let (st, v) = s
+        .post(&execute, s.key("t4"), json!({"confirm_count": allow.len()}))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "preview-used");
+    assert_eq!(v["job_id"], id.as_str());
+    s.stop().await;
+}
+
+/// Seed 001 in bulk (two-stage-erase, t2): delete users, then find the
+/// deleted ones by date and domain and erase them; only the domain contact
+/// with the erase permission may; billing is kept.
+async fn bulk_001(backend: Backend) {
+    let s = Server::start(backend).await;
+    let chosen: Vec<String> = (10..=16).map(|i| format!("t2-u{i}")).collect();
+    let t0 = super_now();
+    let (st, p) = s
+        .post(
+            "/v1/tenants/t2/bulk/preview",
+            s.key("t2"),
+            json!({"action": "delete", "actor_id": "t2-u2", "user_ids": chosen}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    let n = p["confirm_count"].as_u64().unwrap();
+    assert!(n >= 3, "{p}");
+    let (st, job) = s
+        .post(
+            &format!(
+                "/v1/tenants/t2/bulk/{}/execute",
+                p["preview_id"].as_str().unwrap()
+            ),
+            s.key("t2"),
+            json!({"confirm_count": n}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{job}");
+    let (_, done) = follow(&s, "t2", job["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["applied"], n, "{done}");
+    let deleted: Vec<String> = states(&s, "t2")
+        .await
+        .into_iter()
+        .filter(|(_, st)| st == "deleted")
+        .map(|(u, _)| u)
+        .collect();
+    assert_eq!(deleted.len() as u64, n);
+    let mut seats = BTreeMap::new();
+    for u in &deleted {
+        seats.insert(u.clone(), s.billing(u).await);
+    }
+
+    let filter = json!({"state": "deleted", "deleted_after": t0 - 60, "domain": "tenant2.example"});
+    // Deleted before an hour ago: none.
+    let (_, none) = s
+        .post(
+            "/v1/tenants/t2/bulk/preview",
+            s.key("t2"),
+            json!({"action": "erase", "actor_id": "t2-u1", "filter": {"state": "deleted", "deleted_before": t0 - 3600}}),
+        )
+        .await;
+    assert_eq!(none["matched"], 0, "{none}");
+    // An admin who is not the domain contact: every erase is denied.
+    let (st, p) = s
+        .post(
+            "/v1/tenants/t2/bulk/preview",
+            s.key("t2"),
+            json!({"action": "erase", "actor_id": "t2-u2", "filter": filter}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(p["matched"], n);
+    assert_eq!(p["confirm_count"], 0);
+    assert_eq!(
+        p["reasons"],
+        json!([{"outcome": "deny", "code": "not-domain-contact", "count": n}])
+    );
+    // The domain contact holding "Erase deleted users".
+    let (st, p) = s
+        .post(
+            "/v1/tenants/t2/bulk/preview",
+            s.key("t2"),
+            json!({"action": "erase", "actor_id": "t2-u1", "filter": filter}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(p["confirm_count"], n, "{p}");
+    let (st, job) = s
+        .post(
+            &format!(
+                "/v1/tenants/t2/bulk/{}/execute",
+                p["preview_id"].as_str().unwrap()
+            ),
+            s.key("t2"),
+            json!({"confirm_count": n}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{job}");
+    let (_, done) = follow(&s, "t2", job["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["applied"], n, "{done}");
+    for u in &deleted {
+        let user = s.user("t2", u).await;
+        assert_eq!(user["state"], "erased");
+        assert_eq!(user["email"], Value::Null);
+        assert_eq!(s.billing(u).await, seats[u], "billing of {u} is kept");
+    }
+    s.stop().await;
+}
+
+fn super_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A preview whose users changed is refused with the fresh counts; bulk
+/// endpoints never reach another tenant's users or jobs; bad selections.
+async fn bulk_stale_isolation_and_bad_input(backend: Backend) {
+    let s = Server::start(backend).await;
+    let select =
+        json!({"action": "delete", "actor_id": "t5-u1", "filter": {"state": "deactivated"}});
+    let (st, p) = s
+        .post("/v1/tenants/t5/bulk/preview", s.key("t5"), select.clone())
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    let matched = p["matched"].as_u64().unwrap();
+    assert!(matched > 0, "{p}");
+    // One more user becomes deactivated after the preview.
+    let (st, v) = s
+        .act(
+            "t5",
+            "t5-u6",
+            json!({"action": "deactivate", "actor_id": "t5-u1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let stale = format!(
+        "/v1/tenants/t5/bulk/{}/execute",
+        p["preview_id"].as_str().unwrap()
+    );
+    let (st, v) = s
+        .post(
+            &stale,
+            s.key("t5"),
+            json!({"confirm_count": p["confirm_count"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "preview-stale");
+    assert_eq!(v["preview"]["matched"], matched + 1);
+    let fresh = v["preview"].clone();
+    assert_ne!(fresh["preview_id"], p["preview_id"]);
+
+    // Another tenant's users are unknown here, and so are its previews
+    // and jobs.
+    let (st, v) = s
+        .post(
+            "/v1/tenants/t1/bulk/preview",
+            s.key("t1"),
+            json!({"action": "lock", "actor_id": "t1-u1", "user_ids": ["t5-u6", "t5-u7"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["matched"].as_u64(), v["confirm_count"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(v["unknown_user_ids"], json!(["t5-u6", "t5-u7"]));
+    let fresh_id = fresh["preview_id"].as_str().unwrap();
+    let (st, _) = s
+        .post(
+            &format!("/v1/tenants/t1/bulk/{fresh_id}/execute"),
+            s.key("t1"),
+            json!({"confirm_count": fresh["confirm_count"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, job) = s
+        .post(
+            &format!("/v1/tenants/t5/bulk/{fresh_id}/execute"),
+            s.key("t5"),
+            json!({"confirm_count": fresh["confirm_count"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{job}");
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    let k1 = s.key("t1").to_owned();
+    for (method, path) in [
+        (Method::GET, format!("/v1/tenants/t5/jobs/{job_id}")),
+        (Method::GET, format!("/v1/tenants/t1/jobs/{job_id}")),
+        (Method::GET, format!("/v1/tenants/t1/jobs/{job_id}/items")),
+        (Method::GET, format!("/v1/tenants/t1/jobs/{job_id}/events")),
+        (Method::POST, format!("/v1/tenants/t1/jobs/{job_id}/cancel")),
+        (Method::GET, "/v1/tenants/t5/jobs".to_owned()),
+    ] {
+        let (st, v) = s.call(method, &path, Some(&k1), None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{path}: {v}");
+        assert_eq!(v["code"], "not-found");
+    }
+    let (_, mine) = s.get("/v1/tenants/t1/jobs", &k1).await;
+    assert_eq!(mine["jobs"], json!([]));
+    let (_, done) = follow(&s, "t5", &job_id).await;
+    assert_eq!(done["applied"], fresh["confirm_count"], "{done}");
+    assert_eq!(done["total"], matched + 1);
+
+    // Bad selections change nothing and say why.
+    let audit = audit_rows(&s, "t5").await;
+    for (body, status, code) in [
+        (
+            json!({"action": "delete", "actor_id": "t5-u1", "filter": {}, "user_ids": ["t5-u2"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-selection",
+        ),
+        (
+            json!({"action": "delete", "actor_id": "t5-u1"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-selection",
+        ),
+        (
+            json!({"action": "delete", "actor_id": "t5-u1", "user_ids": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-selection",
+        ),
+        (
+            json!({"action": "delete", "actor_id": "t5-u1", "filter": {"state": "gone"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-selection",
+        ),
+        (
+            json!({"action": "delete", "actor_id": "nobody", "filter": {}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-actor",
+        ),
+        (
+            json!({"action": "vanish", "actor_id": "t5-u1", "filter": {}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-input",
+        ),
+    ] {
+        let (st, v) = s
+            .post("/v1/tenants/t5/bulk/preview", s.key("t5"), body.clone())
+            .await;
+        assert_eq!(st, status, "{body}: {v}");
+        assert_eq!(v["code"], code, "{body}: {v}");
+    }
+    let (st, v) = s
+        .post("/v1/tenants/t5/bulk/preview", &s.support, select)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = s
+        .post(
+            "/v1/tenants/t5/bulk/bp-nope/execute",
+            s.key("t5"),
+            json!({"confirm_count": 1}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(audit_rows(&s, "t5").await, audit);
+    s.stop().await;
+}
+
+/// Cancel mid-run: users done stay done, the rest are left untouched and
+/// counted as cancelled.
+async fn bulk_cancel(backend: Backend) {
+    let s = Server::start_with(backend, 300).await;
+    let before = states(&s, "t4").await;
+    let (st, p) = s
+        .post(
+            "/v1/tenants/t4/bulk/preview",
+            s.key("t4"),
+            json!({"action": "delete", "actor_id": "t4-u1", "filter": {"role": "mentee"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    let (st, job) = s
+        .post(
+            &format!(
+                "/v1/tenants/t4/bulk/{}/execute",
+                p["preview_id"].as_str().unwrap()
+            ),
+            s.key("t4"),
+            json!({"confirm_count": p["confirm_count"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{job}");
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    loop {
+        let (_, j) = s
+            .get(&format!("/v1/tenants/t4/jobs/{id}"), s.key("t4"))
+            .await;
+        if j["done"].as_u64().unwrap() > 0 {
+            assert_eq!(j["status"], "running", "the job must still be running: {j}");
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the job never started: {j}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (st, v) = s
+        .post(
+            &format!("/v1/tenants/t4/jobs/{id}/cancel"),
+            s.key("t4"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["cancel_requested"], true);
+    let (_, done) = follow(&s, "t4", &id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let cancelled = done["cancelled"].as_u64().unwrap();
+    assert!(
+        cancelled > 0 && done["applied"].as_u64().unwrap() > 0,
+        "{done}"
+    );
+    assert_eq!(done["done"], done["total"]);
+    let after = states(&s, "t4").await;
+    let mut cursor: Option<String> = None;
+    let mut seen = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/tenants/t4/jobs/{id}/items?limit=100&cursor={c}"),
+            None => format!("/v1/tenants/t4/jobs/{id}/items?limit=100"),
+        };
+        let (_, page) = s.get(&path, s.key("t4")).await;
+        for item in page["items"].as_array().unwrap() {
+            seen += 1;
+            let u = item["user_id"].as_str().unwrap();
+            match item["status"].as_str().unwrap() {
+                "applied" => assert_eq!(after[u], "erased", "{u}"),
+                "cancelled" | "escalated" => assert_eq!(after[u], before[u], "{u} untouched"),
+                other => panic!("{u}: {other}"),
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, done["total"].as_u64().unwrap());
+    let (st, v) = s
+        .post(
+            &format!("/v1/tenants/t4/jobs/{id}/cancel"),
+            s.key("t4"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "job-finished");
+    s.stop().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -987,4 +1560,8 @@ on_both_backends!(
     bad_input,
     concurrent_actions,
     listing_and_meta,
+    bulk_003,
+    bulk_001,
+    bulk_stale_isolation_and_bad_input,
+    bulk_cancel,
 );
