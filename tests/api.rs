@@ -1409,6 +1409,12 @@ async fn bulk_stale_isolation_and_bad_input(backend: Backend) {
             "unknown-actor",
         ),
         (
+            // Deleted by the job above: a deleted user acts no more.
+            json!({"action": "delete", "actor_id": "t5-u6", "filter": {}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "actor-not-active",
+        ),
+        (
             json!({"action": "vanish", "actor_id": "t5-u1", "filter": {}}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-input",

@@ -131,8 +131,8 @@ impl From<ExecError> for Problem {
         let detail = e.to_string();
         match e {
             ExecError::UnknownSubject { .. } => Problem::not_found(),
-            ExecError::UnknownActor(_) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-actor", detail)
+            ExecError::UnknownActor(_) | ExecError::ActorNotActive { .. } => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), detail)
             }
             ExecError::Lifecycle(LifecycleError::NotAllowed { action, state }) => {
                 Problem::new(StatusCode::CONFLICT, "invalid-transition", detail)
