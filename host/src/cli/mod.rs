@@ -1,7 +1,9 @@
 //! Subcommands of the `lethe` binary. Each lives in its own module and only
-//! translates between the command line and the library.
+//! translates between the command line and the library (for `bulk`, the
+//! HTTP API of a running server).
 
 mod act;
+mod bulk;
 mod data;
 mod keys;
 mod policy;
@@ -46,6 +48,11 @@ pub enum Command {
     /// API keys for the HTTP API.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Bulk actions through a running `lethe serve`: preview what an action
+    /// would do to many users, execute it as a job and follow it, check or
+    /// cancel a job.
+    #[command(subcommand, after_help = bulk::EXIT_CODES)]
+    Bulk(bulk::BulkCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -57,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sweep(args) => act::sweep(args),
         Command::Serve(args) => serve::serve(args),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Bulk(cmd) => bulk::run(cmd),
     }
 }
 
