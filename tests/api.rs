@@ -1535,6 +1535,68 @@ async fn bulk_cancel(backend: Backend) {
     s.stop().await;
 }
 
+/// `lethe bulk` against the server: preview (JSON), a wrong typed count
+/// (exit 1, the problem code named), execute following the progress stream
+/// to the end, status.
+async fn bulk_cli(backend: Backend) {
+    let s = Server::start(backend).await;
+    let lethe = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_lethe"));
+        cmd.arg("bulk")
+            .args(args)
+            .args(["--server", &s.base, "--tenant", "t4"])
+            .env("LETHE_KEY", s.key("t4"));
+        async move {
+            let out = cmd.output().await.unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, out, err) = lethe(&[
+        "preview", "--action", "delete", "--actor", "t4-u1", "--role", "mentee", "--json",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let p: Value = serde_json::from_str(&out).unwrap();
+    let id = p["preview_id"].as_str().unwrap().to_owned();
+    let n = p["confirm_count"].as_u64().unwrap();
+    assert!(
+        n > 0 && p["outcomes"]["escalate"].as_u64().unwrap() > 0,
+        "{p}"
+    );
+    let (code, out, _) = lethe(&[
+        "preview", "--action", "delete", "--actor", "t4-u1", "--role", "mentee",
+    ])
+    .await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&format!("--confirm {n}")), "{out}");
+
+    let wrong = (n + 1).to_string();
+    let (code, _, err) = lethe(&["execute", &id, "--confirm", &wrong]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("confirm-count-mismatch"), "{err}");
+
+    let (code, out, err) = lethe(&["execute", &id, "--confirm", &n.to_string(), "--json"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let job: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["applied"], n);
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    let (code, out, _) = lethe(&["status", &job_id]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("customer-success"),
+        "the escalated users are listed: {out}"
+    );
+    let (code, _, err) = lethe(&["cancel", &job_id]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("job-finished"), "{err}");
+    s.stop().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1570,4 +1632,5 @@ on_both_backends!(
     bulk_001,
     bulk_stale_isolation_and_bad_input,
     bulk_cancel,
+    bulk_cli,
 );

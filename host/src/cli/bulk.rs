@@ -110,7 +110,7 @@ pub struct PreviewArgs {
     /// Filter: free-text search, as in the user list of the API.
     #[arg(long)]
     q: Option<String>,
-    /// Filter: users whose email is in this domain.
+    /// Filter: users of this domain (the data map's domain column).
     #[arg(long)]
     domain: Option<String>,
     /// Filter: last login before TIME: unix seconds, or an age such as 90d
@@ -123,7 +123,8 @@ pub struct PreviewArgs {
     /// Filter: deleted before TIME (unix seconds or an age such as 30d).
     #[arg(long, value_name = "TIME", value_parser = TimeArg::parse)]
     deleted_before: Option<TimeArg>,
-    /// These users instead of a filter (comma-separated, at most 10 000).
+    /// These users instead of a filter (comma-separated; at most the
+    /// server's `[bulk] max_users`).
     #[arg(
         long,
         value_name = "ID,...",
@@ -1026,7 +1027,7 @@ fn render_preview(p: &Preview, tenant: &str, now: i64) -> String {
     );
     let _ = writeln!(out, "  executing applies {} users", p.confirm_count);
     if !p.unknown_user_ids.is_empty() {
-        // Up to 10 000 ids may be given: show the first few only.
+        // Thousands of ids may be given: show the first few only.
         let shown = &p.unknown_user_ids[..p.unknown_user_ids.len().min(20)];
         let more = p.unknown_user_ids.len() - shown.len();
         let _ = write!(
