@@ -1,0 +1,735 @@
+//! A bulk job survives its server being killed (SIGKILL) mid-run, on SQLite
+//! and on PostgreSQL, through the real `lethe` binary.
+//!
+//! `lethe seed` builds a large demo platform, `lethe serve` runs tenant t4
+//! (the `cohort-cleanup` policy: admins erase mentors and mentees for good,
+//! multi-platform users are escalated to customer-success, everyone else is
+//! denied). A bulk delete of every member is previewed and executed over
+//! HTTP; the server is killed with SIGKILL once some users are done. The
+//! database then shows every user either fully applied (erased, nothing
+//! owned, one history entry, one decision) or untouched (pending: no trace
+//! at all). The server is restarted on the same config; once the dead
+//! worker's lease has lapsed the new one takes the job over and completes
+//! it: every user is decided exactly once and the counts add up to the
+//! preview's.
+//!
+//! Needs the components in `policies/dist/` (`bash policies/build.sh`) and
+//! PostgreSQL at `LETHE_TEST_PG` (default postgres://postgres@127.0.0.1:5432).
+
+#[path = "../host/tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use lethe::db::{Backend, Db};
+use serde_json::{json, Value};
+use sqlx::Row;
+
+const TENANT: &str = "t4";
+/// Users per tenant. Large enough that the job runs for seconds (998
+/// members of t4: about 5 s on SQLite and 10 s on PostgreSQL on a 2-core
+/// machine), so the server is killed while it is well under way.
+const USERS: u32 = 1000;
+/// Seeded tenants (t1..t4: t4 is the one acted on).
+const TENANTS: u32 = 4;
+/// The server is killed once at least this many users are done: in the
+/// middle of the fourth batch of 10, most likely with the next user's
+/// transaction under way.
+const KILL_AFTER: u64 = 35;
+/// Platform tables and the column naming the user who owns a row: the
+/// demo data map's categories (the cohort-cleanup plan cascades them all)
+/// and the sessions guard (removed on delete). `mentoring_matches` is
+/// checked per match, since erasing one side removes the other's row too.
+const OWNED: [(&str, &str); 9] = [
+    ("contacts", "owner_id"),
+    ("campaigns", "owner_id"),
+    ("assets", "owner_id"),
+    ("deals", "owner_id"),
+    ("leads", "owner_id"),
+    ("products", "owner_id"),
+    ("activities", "owner_id"),
+    ("messages", "sender_id"),
+    ("sessions", "user_id"),
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+fn lethe_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lethe"));
+    cmd.env("LETHE_CACHE_DIR", root().join("target/lethe-cache"));
+    cmd
+}
+
+/// Run the binary to completion; its stdout as JSON.
+fn lethe(args: &[&str]) -> Value {
+    let out = lethe_cmd().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "lethe {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A loopback port nobody listens on (now).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The server's config: the demo data map, tenant t4 only, short leases
+/// and small batches.
+fn write_config(dir: &Path, url: &str, port: u16) -> PathBuf {
+    let policy = root().join("policies/dist/cohort-cleanup.wasm");
+    assert!(
+        policy.exists(),
+        "{} is missing: run `bash policies/build.sh` first",
+        policy.display()
+    );
+    let text = format!(
+        "database_url = \"{url}\"\n\
+         datamap = \"{}\"\n\
+         listen = \"127.0.0.1:{port}\"\n\
+         sweep_interval_secs = 0\n\
+         \n\
+         [bulk]\n\
+         lease_secs = 1\n\
+         batch_size = 10\n\
+         poll_ms = 100\n\
+         \n\
+         [[tenant]]\n\
+         id = \"{TENANT}\"\n\
+         policy = \"{}\"\n",
+        root().join("examples/demo/datamap.toml").display(),
+        policy.display()
+    );
+    let path = dir.join("lethe.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `lethe serve` process; killed when dropped (a failing test leaves no
+/// server behind).
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn spawn(config: &Path, port: u16, log: &Path) -> Server {
+        let file = File::create(log).unwrap();
+        let child = lethe_cmd()
+            .env("NO_COLOR", "1")
+            .args(["--log", "warn,lethe::bulk=info", "serve", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log: log.to_owned(),
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Poll `/healthz` until it answers; the server must not have exited.
+    async fn wait_healthy(&mut self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "lethe serve exited with {status} before serving:\n{}",
+                    self.log_text()
+                );
+            }
+            if let Ok(r) = http.get(format!("{}/healthz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lethe serve did not answer /healthz:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs, the job's lease is left to lapse.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "killed server exited with {status}");
+    }
+
+    /// SIGTERM, and wait for the graceful shutdown to finish.
+    async fn terminate(&mut self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: signalling our own child process, which has not been
+        // reaped yet (its pid cannot have been reused).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "lethe serve exited with {status} on SIGTERM:\n{}",
+                    self.log_text()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lethe serve did not stop on SIGTERM:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One request with the tenant key; the status and the JSON body.
+async fn call(
+    http: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let url = format!("{}{path}", server.base);
+    let req = match body {
+        Some(b) => http.post(url).json(&b),
+        None => http.get(url),
+    };
+    let resp = req.bearer_auth(key).send().await.unwrap();
+    let status = resp.status();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn count(v: &Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no `{field}` in {v}"))
+}
+
+/// What a user looks like in the platform's tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UserRow {
+    status: String,
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+/// The tenant's platform data, as far as the checks need it.
+#[derive(Debug)]
+struct Snapshot {
+    users: BTreeMap<String, UserRow>,
+    /// (table, owner column) → owner → rows.
+    owned: BTreeMap<&'static str, BTreeMap<String, i64>>,
+    /// Mentoring match id → (mentor, mentee).
+    matches: BTreeMap<String, (String, String)>,
+    /// Billing seats per user (a `keep` guard: never touched).
+    billing: BTreeMap<String, i64>,
+}
+
+impl Snapshot {
+    async fn read(db: &Db) -> Snapshot {
+        let mut users = BTreeMap::new();
+        for r in
+            sqlx::query("SELECT id, status, name, email, phone FROM users WHERE tenant_id = $1")
+                .bind(TENANT)
+                .fetch_all(db.pool())
+                .await
+                .unwrap()
+        {
+            users.insert(
+                r.get::<String, _>(0),
+                UserRow {
+                    status: r.get(1),
+                    name: r.get(2),
+                    email: r.get(3),
+                    phone: r.get(4),
+                },
+            );
+        }
+        let mut owned = BTreeMap::new();
+        for (table, col) in OWNED {
+            owned.insert(table, per_user(db, table, col).await);
+        }
+        let mut matches = BTreeMap::new();
+        for r in sqlx::query(
+            "SELECT id, mentor_id, mentee_id FROM mentoring_matches WHERE tenant_id = $1",
+        )
+        .bind(TENANT)
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        {
+            matches.insert(r.get::<String, _>(0), (r.get(1), r.get(2)));
+        }
+        Snapshot {
+            users,
+            owned,
+            matches,
+            billing: per_user(db, "billing_seats", "user_id").await,
+        }
+    }
+
+    fn owned_by(&self, user: &str) -> BTreeMap<&'static str, i64> {
+        self.owned
+            .iter()
+            .map(|(t, m)| (*t, m.get(user).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    fn matches_of(&self, user: &str) -> usize {
+        self.matches
+            .values()
+            .filter(|(a, b)| a == user || b == user)
+            .count()
+    }
+}
+
+/// Rows of `table` per value of `col`, in the tenant.
+async fn per_user(db: &Db, table: &str, col: &str) -> BTreeMap<String, i64> {
+    sqlx::query(&format!(
+        "SELECT {col}, COUNT(*) FROM {table} WHERE tenant_id = $1 AND {col} IS NOT NULL GROUP BY {col}"
+    ))
+    .bind(TENANT)
+    .fetch_all(db.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+    .collect()
+}
+
+/// user → values of `col` in the rows of `table` about them (tenant t4).
+async fn by_user(db: &Db, sql: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in sqlx::query(sql)
+        .bind(TENANT)
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+    {
+        out.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    out
+}
+
+/// Check every item of the job against the database: an applied user is
+/// fully applied (erased, profile scrubbed, nothing owned, one history
+/// entry), every other user untouched (row, holdings and matches as seeded,
+/// no history); each done item has exactly one decision (its own action's
+/// audit row) and an escalated one exactly one pending customer-success
+/// escalation; a pending item has no trace at all. Returns the items per
+/// status.
+async fn check_items(db: &Db, job_id: &str, seed: &Snapshot) -> BTreeMap<String, u64> {
+    let items: Vec<(String, String, Option<String>)> = sqlx::query(
+        "SELECT user_id, status, action_id FROM lethe_bulk_items WHERE job_id = $1 ORDER BY seq",
+    )
+    .bind(job_id)
+    .fetch_all(db.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    let now = Snapshot::read(db).await;
+    let history = by_user(
+        db,
+        "SELECT user_id, action || ':' || from_state || '>' || to_state FROM lethe_lifecycle_history \
+         WHERE tenant_id = $1",
+    )
+    .await;
+    let audit = by_user(
+        db,
+        "SELECT subject_id, action_id FROM lethe_audit WHERE tenant_id = $1",
+    )
+    .await;
+    let escalations = by_user(
+        db,
+        "SELECT user_id, queue || ':' || status || ':' || action_id FROM lethe_escalations \
+         WHERE tenant_id = $1",
+    )
+    .await;
+    let applied: BTreeSet<&str> = items
+        .iter()
+        .filter(|(_, s, _)| s == "applied")
+        .map(|(u, _, _)| u.as_str())
+        .collect();
+    let none = Vec::new();
+    let mut counts = BTreeMap::new();
+    for (user, status, action_id) in &items {
+        *counts.entry(status.clone()).or_default() += 1;
+        let before = &seed.users[user];
+        let row = now.users.get(user).expect("users are never removed");
+        let hist = history.get(user).unwrap_or(&none);
+        let decisions = audit.get(user).unwrap_or(&none);
+        let escs = escalations.get(user).unwrap_or(&none);
+        let ctx = format!("{user} (item {status})");
+        // The user's billing seats stay whatever happened.
+        assert_eq!(
+            seed.billing.get(user),
+            now.billing.get(user),
+            "{ctx}: billing"
+        );
+        if status == "applied" {
+            assert_eq!(row.status, "erased", "{ctx}: state");
+            assert_eq!(row.name.as_deref(), Some("(deleted user)"), "{ctx}: name");
+            assert_eq!((&row.email, &row.phone), (&None, &None), "{ctx}: profile");
+            assert!(
+                now.owned_by(user).values().all(|n| *n == 0),
+                "{ctx}: still owns {:?}",
+                now.owned_by(user)
+            );
+            assert_eq!(now.matches_of(user), 0, "{ctx}: mentoring matches left");
+            assert_eq!(
+                hist,
+                &vec![format!("delete:{}>erased", state_name(&before.status))],
+                "{ctx}: history"
+            );
+        } else {
+            assert_eq!(row, before, "{ctx}: user row changed");
+            assert_eq!(
+                now.owned_by(user),
+                seed.owned_by(user),
+                "{ctx}: holdings changed"
+            );
+            assert!(hist.is_empty(), "{ctx}: history {hist:?}");
+        }
+        match status.as_str() {
+            "pending" => {
+                assert!(decisions.is_empty(), "{ctx}: decided {decisions:?}");
+                assert!(escs.is_empty(), "{ctx}: escalated {escs:?}");
+                assert_eq!(action_id, &None, "{ctx}: action id");
+            }
+            "applied" | "escalated" | "denied" => {
+                let id = action_id.as_ref().expect("a done item names its action");
+                assert_eq!(decisions, &vec![id.clone()], "{ctx}: decisions");
+                if status == "escalated" {
+                    assert_eq!(
+                        escs,
+                        &vec![format!("customer-success:pending:{id}")],
+                        "{ctx}: escalations"
+                    );
+                } else {
+                    assert!(escs.is_empty(), "{ctx}: escalated {escs:?}");
+                }
+            }
+            other => panic!("{ctx}: unexpected item status `{other}`"),
+        }
+    }
+    // A match survives exactly when neither side was erased: the pending
+    // side of a match whose other side was erased loses it with it.
+    for (id, (mentor, mentee)) in &seed.matches {
+        let gone = applied.contains(mentor.as_str()) || applied.contains(mentee.as_str());
+        assert_eq!(
+            now.matches.contains_key(id),
+            !gone,
+            "match {id} ({mentor} → {mentee})"
+        );
+    }
+    assert!(
+        now.matches.keys().all(|id| seed.matches.contains_key(id)),
+        "new mentoring matches appeared"
+    );
+    // Nobody outside the job was touched.
+    let in_job: BTreeSet<&str> = items.iter().map(|(u, _, _)| u.as_str()).collect();
+    for (user, before) in &seed.users {
+        if !in_job.contains(user.as_str()) {
+            assert_eq!(&now.users[user], before, "{user} (not in the job)");
+            assert!(
+                !history.contains_key(user),
+                "{user} (not in the job): history"
+            );
+            assert!(!audit.contains_key(user), "{user} (not in the job): audit");
+        }
+    }
+    counts
+}
+
+/// The lifecycle state a seeded `users.status` value stands for.
+fn state_name(status: &str) -> &str {
+    match status {
+        "inactive" => "deactivated",
+        other => other,
+    }
+}
+
+async fn kill_and_resume(backend: Backend) {
+    let started = Instant::now();
+    let t = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = USERS.to_string();
+    let tenants = TENANTS.to_string();
+    lethe(&[
+        "seed",
+        "--database",
+        &t.url,
+        "--tenants",
+        &tenants,
+        "--users",
+        &users,
+        "--items",
+        "2",
+    ]);
+    let port = free_port();
+    let config = write_config(dir.path(), &t.url, port);
+    let key = lethe(&[
+        "keys",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--tenant",
+        TENANT,
+    ])["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seed = Snapshot::read(&t.db).await;
+    assert_eq!(seed.users.len(), USERS as usize);
+    eprintln!("[{backend:?}] seeded in {:?}", started.elapsed());
+
+    let http = reqwest::Client::new();
+    let mut server = Server::spawn(&config, port, &dir.path().join("serve-1.log"));
+    server.wait_healthy(&http).await;
+    eprintln!("[{backend:?}] serving at {:?}", started.elapsed());
+
+    // Every member: mentors and mentees are erased, multi-platform ones
+    // escalated, the rest denied.
+    let selection = json!({
+        "action": "delete",
+        "actor_id": "t4-u1",
+        "filter": {"role": "member"},
+        "reason": "kill-and-resume test",
+    });
+    let (status, preview) = call(
+        &http,
+        &server,
+        &key,
+        &format!("/v1/tenants/{TENANT}/bulk/preview"),
+        Some(selection),
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    let total = count(&preview, "matched");
+    let outcomes = &preview["outcomes"];
+    let (allow, escalate, deny) = (
+        count(outcomes, "allow"),
+        count(outcomes, "escalate"),
+        count(outcomes, "deny"),
+    );
+    assert_eq!(total, u64::from(USERS) - 2, "every user but the two admins");
+    assert_eq!(count(outcomes, "fault"), 0, "{preview}");
+    assert_eq!(allow + escalate + deny, total);
+    assert!(allow > 0 && escalate > 0 && deny > 0, "{outcomes}");
+    let (status, job) = call(
+        &http,
+        &server,
+        &key,
+        &format!(
+            "/v1/tenants/{TENANT}/bulk/{}/execute",
+            preview["preview_id"].as_str().unwrap()
+        ),
+        Some(json!({"confirm_count": count(&preview, "confirm_count")})),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(count(&job, "total"), total);
+    let job_path = format!("/v1/tenants/{TENANT}/jobs/{job_id}");
+    let executed = Instant::now();
+    eprintln!("[{backend:?}] executed at {:?}", started.elapsed());
+
+    // Kill the server (SIGKILL) once a few batches are through.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let seen = loop {
+        let (status, job) = call(&http, &server, &key, &job_path, None).await;
+        assert_eq!(status, 200, "{job}");
+        assert!(
+            job["status"] != "completed",
+            "the job completed before the server could be killed; raise USERS"
+        );
+        if count(&job, "done") >= KILL_AFTER {
+            server.kill();
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job made no progress: {job}\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "[{backend:?}] killed {:?} after execute, {} of {total} done when last seen",
+        executed.elapsed(),
+        count(&seen, "done")
+    );
+
+    // With the server dead: every user is fully applied or untouched.
+    let at_kill = check_items(&t.db, &job_id, &seed).await;
+    let pending = at_kill.get("pending").copied().unwrap_or(0);
+    let done = total - pending;
+    assert!(
+        done >= count(&seen, "done") && done > 0 && pending > 0,
+        "the job was not mid-run at the kill: {at_kill:?}"
+    );
+    assert!(
+        at_kill.get("applied").copied().unwrap_or(0) > 0,
+        "nobody applied before the kill: {at_kill:?}"
+    );
+    let (status, lease): (String, Option<i64>) =
+        sqlx::query("SELECT status, lease_until FROM lethe_bulk_jobs WHERE id = $1")
+            .bind(&job_id)
+            .fetch_one(t.db.pool())
+            .await
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+    assert_eq!(status, "running");
+    assert!(lease.is_some(), "a killed worker leaves its lease behind");
+    eprintln!(
+        "[{backend:?}] at the kill: {at_kill:?} (checked at {:?})",
+        started.elapsed()
+    );
+
+    // Restart on the same config: the job is taken over once the lease has
+    // lapsed, and completes.
+    let log = dir.path().join("serve-2.log");
+    let mut server = Server::spawn(&config, port, &log);
+    server.wait_healthy(&http).await;
+    let restarted = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let job = loop {
+        let (status, job) = call(&http, &server, &key, &job_path, None).await;
+        assert_eq!(status, 200, "{job}");
+        if job["status"] == "completed" {
+            break job;
+        }
+        assert_ne!(job["status"], "cancelled", "{job}");
+        assert!(
+            Instant::now() < deadline,
+            "the job did not complete after the restart: {job}\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "[{backend:?}] completed {:?} after the restart",
+        restarted.elapsed()
+    );
+    assert_eq!(count(&job, "total"), total);
+    assert_eq!(count(&job, "pending"), 0, "{job}");
+    assert_eq!(count(&job, "failed"), 0, "{job}");
+    assert_eq!(count(&job, "cancelled"), 0, "{job}");
+    assert_eq!(count(&job, "done"), total, "{job}");
+    assert_eq!(
+        count(&job, "applied") + count(&job, "escalated") + count(&job, "denied"),
+        total,
+        "{job}"
+    );
+    // Exactly what the preview said: nobody was decided twice or skipped.
+    assert_eq!(
+        (
+            count(&job, "applied"),
+            count(&job, "escalated"),
+            count(&job, "denied")
+        ),
+        (allow, escalate, deny),
+        "{job} vs {preview}"
+    );
+    drop(http);
+    server.terminate().await;
+
+    let end = check_items(&t.db, &job_id, &seed).await;
+    assert_eq!(end.get("pending"), None, "{end:?}");
+    assert_eq!(end.get("applied").copied(), Some(allow), "{end:?}");
+    assert_eq!(end.get("escalated").copied(), Some(escalate), "{end:?}");
+    assert_eq!(end.get("denied").copied(), Some(deny), "{end:?}");
+    // One decision per user of the job, none twice; one history entry per
+    // erased user.
+    let audited: i64 = sqlx::query("SELECT COUNT(*) FROM lethe_audit WHERE tenant_id = $1")
+        .bind(TENANT)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, total as i64);
+    let histories: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM lethe_lifecycle_history WHERE tenant_id = $1 AND action = 'delete'",
+    )
+    .bind(TENANT)
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(histories, allow as i64);
+    let escalated: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM lethe_escalations WHERE tenant_id = $1 AND queue = 'customer-success' \
+         AND status = 'pending'",
+    )
+    .bind(TENANT)
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(escalated, escalate as i64);
+    // The restarted server's worker took the job over.
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text
+            .lines()
+            .any(|l| l.contains("bulk job claimed") && l.contains(&job_id)),
+        "{log_text}"
+    );
+    eprintln!(
+        "[{backend:?}] {total} users: {allow} erased, {escalate} escalated, {deny} denied; \
+         test took {:?}",
+        started.elapsed()
+    );
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn sqlite_job_survives_sigkill() {
+    kill_and_resume(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_job_survives_sigkill() {
+    kill_and_resume(Backend::Postgres).await;
+}
