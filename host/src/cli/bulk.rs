@@ -4,9 +4,11 @@
 //! Unlike `lethe act`, this opens no database: bulk jobs run on the server,
 //! so the same decisions, audit trail and escalations apply as for the API.
 //! The module only translates between the command line and the HTTP API
-//! (`notes/bulk-contract.md`). The Preview and Job shapes are read into local,
-//! lenient structs: the CLI prints them, it does not own them, and a field the
-//! server adds later must not break an older client.
+//! (`notes/bulk-contract.md`). Requests and answers are the library's own
+//! types (`lethe::bulk`), so the client cannot drift from the server; they
+//! do not deny unknown fields, so a field a later server adds does not break
+//! an older client. Only the problem document is read into a local struct:
+//! the library's `ProblemDetails` is written by the server, never read.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -16,9 +18,10 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lethe::bulk::{BulkFilter, ExecuteRequest, Job, Preview, PreviewRequest};
 use lethe::contract::{Action, LifecycleState, UnknownName};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Exit status for an error: an HTTP problem, or the server not reachable.
 const EXIT_ERROR: u8 = 1;
@@ -212,34 +215,35 @@ fn unix_now() -> i64 {
 async fn preview(args: PreviewArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(&args.server)?;
     let now = unix_now();
-    let user_ids = match &args.user_ids {
+    let user_ids = match args.user_ids {
         Some(ids) => {
-            let ids: Vec<&str> = ids
+            let ids: Vec<String> = ids
                 .iter()
                 .map(|s| s.trim())
                 .filter(|s| !s.is_empty())
+                .map(str::to_owned)
                 .collect();
             anyhow::ensure!(!ids.is_empty(), "--user-ids names no user");
             Some(ids)
         }
         None => None,
     };
-    let filter = user_ids.is_none().then(|| Filter {
-        state: args.state,
-        role: args.role.as_deref(),
-        q: args.q.as_deref(),
-        domain: args.domain.as_deref(),
+    let filter = user_ids.is_none().then(|| BulkFilter {
+        state: args.state.map(|s| s.as_str().to_owned()),
+        role: args.role,
+        q: args.q,
+        domain: args.domain,
         last_login_before: args.last_login_before.map(|t| t.resolve(now)),
         deleted_after: args.deleted_after.map(|t| t.resolve(now)),
         deleted_before: args.deleted_before.map(|t| t.resolve(now)),
     });
     let body = PreviewRequest {
         action: args.action,
-        actor_id: &args.actor,
+        actor_id: args.actor,
         filter,
         user_ids,
-        transfer_to: args.transfer_to.as_deref(),
-        reason: args.reason.as_deref(),
+        transfer_to: args.transfer_to,
+        reason: args.reason,
     };
     let url = api.url(&["bulk", "preview"])?;
     let text = match api.call(api.client.post(url).json(&body)).await? {
@@ -258,7 +262,9 @@ async fn preview(args: PreviewArgs) -> anyhow::Result<ExitCode> {
 async fn execute(args: ExecuteArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(&args.server)?;
     let url = api.url(&["bulk", &args.preview_id, "execute"])?;
-    let body = serde_json::json!({ "confirm_count": args.confirm });
+    let body = ExecuteRequest {
+        confirm_count: args.confirm,
+    };
     let asked = Asked::Execute {
         preview_id: &args.preview_id,
         confirm: args.confirm,
@@ -558,121 +564,11 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> anyhow::Resu
 }
 
 // ---------------------------------------------------------------------------
-// Wire shapes (notes/bulk-contract.md)
-
-#[derive(Debug, Serialize)]
-struct PreviewRequest<'a> {
-    action: Action,
-    actor_id: &'a str,
-    filter: Option<Filter<'a>>,
-    user_ids: Option<Vec<&'a str>>,
-    transfer_to: Option<&'a str>,
-    reason: Option<&'a str>,
-}
-
-#[derive(Debug, Serialize)]
-struct Filter<'a> {
-    state: Option<LifecycleState>,
-    role: Option<&'a str>,
-    q: Option<&'a str>,
-    domain: Option<&'a str>,
-    last_login_before: Option<i64>,
-    deleted_after: Option<i64>,
-    deleted_before: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Preview {
-    preview_id: String,
-    action: String,
-    actor_id: String,
-    matched: u64,
-    confirm_count: u64,
-    outcomes: Outcomes,
-    reasons: Vec<ReasonCount>,
-    effects: Vec<EffectCount>,
-    unknown_user_ids: Vec<String>,
-    sample: Vec<SampleUser>,
-    expires_at: i64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Outcomes {
-    allow: u64,
-    escalate: u64,
-    deny: u64,
-    fault: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ReasonCount {
-    outcome: String,
-    code: Option<String>,
-    count: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct EffectCount {
-    category: String,
-    disposition: String,
-    rows: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SampleUser {
-    user_id: String,
-    display_name: Option<String>,
-    state: String,
-    outcome: String,
-    code: Option<String>,
-    message: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Job {
-    job_id: String,
-    preview_id: String,
-    action: String,
-    actor_id: String,
-    status: String,
-    cancel_requested: bool,
-    total: u64,
-    done: u64,
-    pending: u64,
-    applied: u64,
-    escalated: u64,
-    denied: u64,
-    failed: u64,
-    cancelled: u64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    not_applied: Vec<NotApplied>,
-    not_applied_truncated: bool,
-}
-
-impl Job {
-    fn is_terminal(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "cancelled")
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct NotApplied {
-    user_id: String,
-    status: String,
-    code: Option<String>,
-    detail: Option<String>,
-    escalation_id: Option<String>,
-}
+// Problem documents
 
 /// An RFC 9457 problem document; `code` is what the messages switch on.
+/// Local because `lethe::api::problem::ProblemDetails` only serializes, and
+/// lenient because a refusal may come from a proxy or an older server.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct Problem {
@@ -1046,13 +942,7 @@ fn render_preview(p: &Preview, tenant: &str, now: i64) -> String {
         let rows: Vec<Vec<String>> = p
             .reasons
             .iter()
-            .map(|r| {
-                vec![
-                    r.outcome.clone(),
-                    r.code.clone().unwrap_or_else(|| "-".to_owned()),
-                    r.count.to_string(),
-                ]
-            })
+            .map(|r| vec![r.outcome.clone(), r.code.clone(), r.count.to_string()])
             .collect();
         out.push_str(&table(&rows));
     }
@@ -1178,6 +1068,8 @@ fn render_job(j: &Job, tenant: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use lethe::bulk::OutcomeCounts;
+
     use super::*;
 
     const PREVIEW: &str = r#"{"preview_id":"bp-1","tenant":"t4","action":"delete","actor_id":"t4-u1",
@@ -1189,6 +1081,7 @@ mod tests {
  "effects":[{"category":"deals","disposition":"cascade","rows":120}],
  "unknown_user_ids":[],
  "sample":[{"user_id":"t4-u3","display_name":"Ada L","state":"active",
+            "roles":["mentee"],"last_login_at":null,
             "outcome":"allow","code":null,"message":null}],
  "created_at":1790000000,"expires_at":1790000900}"#;
 
@@ -1198,9 +1091,29 @@ mod tests {
  "total":37,"done":37,"pending":0,
  "applied":30,"escalated":5,"denied":1,"failed":1,"cancelled":0,
  "created_at":1790000000,"started_at":1790000001,"finished_at":1790000013,
- "not_applied":[{"user_id":"t4-u9","status":"escalated","code":"customer-success",
-                 "detail":"the user is linked to 2 platforms","escalation_id":"esc-3"}],
+ "not_applied":[{"seq":9,"user_id":"t4-u9","status":"escalated","code":"customer-success",
+                 "detail":"the user is linked to 2 platforms","action_id":null,
+                 "escalation_id":"esc-3"}],
  "not_applied_truncated":true}"#;
+
+    /// A preview with nothing in it, for the edges of the summary.
+    fn bare_preview() -> Preview {
+        Preview {
+            preview_id: String::new(),
+            tenant: String::new(),
+            action: String::new(),
+            actor_id: String::new(),
+            matched: 0,
+            confirm_count: 0,
+            outcomes: OutcomeCounts::default(),
+            reasons: Vec::new(),
+            effects: Vec::new(),
+            unknown_user_ids: Vec::new(),
+            sample: Vec::new(),
+            created_at: 0,
+            expires_at: 0,
+        }
+    }
 
     fn events<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<SseEvent> {
         let mut p = SseParser::default();
@@ -1317,7 +1230,7 @@ mod tests {
         let p = Preview {
             unknown_user_ids: ids,
             expires_at: 1,
-            ..Preview::default()
+            ..bare_preview()
         };
         let out = render_preview(&p, "t 4", 61);
         assert!(out.contains("unknown user ids (25): x0, x1,"), "{out}");
@@ -1333,14 +1246,25 @@ mod tests {
     }
 
     #[test]
-    fn lenient_shapes() {
-        let p: Preview = serde_json::from_str(r#"{"preview_id":"bp-2","new_field":[1]}"#)
-            .expect("missing fields default");
-        assert_eq!((p.matched, p.sample.len()), (0, 0));
-        let j: Job =
-            serde_json::from_str(r#"{"job_id":"j","status":"running","finished_at":null}"#)
-                .expect("missing fields default");
+    fn later_fields_are_ignored() {
+        let p: Preview = parse(
+            &PREVIEW
+                .replace(r#"{"preview_id""#, r#"{"new_field":[1],"preview_id""#)
+                .replace(r#"{"user_id""#, r#"{"new":null,"user_id""#),
+            "preview",
+        )
+        .expect("unknown fields are ignored, also in the sample");
+        assert_eq!((p.matched, p.sample.len()), (37, 1));
+        let j: Job = parse(
+            &JOB.replace(r#""status":"completed""#, r#""status":"running","new":{}"#),
+            "job",
+        )
+        .expect("unknown fields are ignored");
         assert!(!j.is_terminal());
+        // A field missing is not filled in: a summary with made-up zeroes
+        // (`--confirm 0`) would be worse than the error.
+        let err = parse::<Preview>(r#"{"preview_id":"bp-2"}"#, "preview").unwrap_err();
+        assert!(format!("{err:#}").contains("preview is not what was expected"));
     }
 
     #[test]
@@ -1360,14 +1284,11 @@ mod tests {
             assert!(out.contains(want), "missing {want:?} in:\n{out}");
         }
         assert_eq!(job_exit(&j), ExitCode::from(EXIT_INCOMPLETE));
-        let ok = Job {
-            status: "completed".into(),
-            ..Job::default()
-        };
+        let ok = Job { failed: 0, ..j };
         assert_eq!(job_exit(&ok), ExitCode::SUCCESS);
         let cancelled = Job {
             status: "cancelled".into(),
-            ..Job::default()
+            ..ok
         };
         assert_eq!(job_exit(&cancelled), ExitCode::from(EXIT_INCOMPLETE));
     }
