@@ -22,7 +22,9 @@
 //! exactly 20 rows over the data map's ten categories (examples/demo/
 //! datamap.toml), plus 4 campaign recipients, 1 session, 1 billing seat and
 //! 1 admin-activity line naming them. Inserted set-based into a template
-//! database once per size; every run starts from a fresh copy of it.
+//! database once per size (on PostgreSQL with statistics for the platform's
+//! tables only, see `analyze_platform`); every run starts from a fresh copy
+//! of it, and the sizes are interleaved within each repeat.
 //!
 //! Per run: Lethe (preview, execute, in-process worker with default
 //! `BulkSettings` until the job completes; the job must end with every user
@@ -687,7 +689,7 @@ async fn run_lethe(
     let executor = Executor::new(db.clone(), map.clone()).await?;
 
     // Context + decisions, timed on their own (read-only).
-    let now = lethe::seed::EPOCH;
+    let now = EPOCH;
     let ask = Ask {
         tenant: TENANT.into(),
         action: Action::Delete,
