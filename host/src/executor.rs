@@ -31,57 +31,10 @@ use crate::contract::{
 };
 use crate::datamap::{cascade_order, Category, DataMap, DataMapError, Edge, EdgeKind, GuardRule};
 use crate::db::{quote_ident, Backend, ColumnKind, Db, DbError, RowLock, Schema};
+pub use crate::decision::{Decider, PolicyFault, Verdict};
+use crate::error_code::ErrorCode;
 use crate::lifecycle::{self, LifecycleError, Standing};
 use crate::plan::{self, PlanError, TargetFacts};
-
-/// A policy's decision together with the version that made it.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    /// sha256 of the policy component, stored with the decision.
-    pub policy_sha256: String,
-    pub decision: Decision,
-}
-
-/// The policy could not decide: trap, out of fuel, deadline, memory,
-/// malformed output, no policy deployed… Nothing is applied.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("policy fault ({kind}): {message}")]
-pub struct PolicyFault {
-    /// A short machine-readable kind, e.g. `trap`, `fuel`, `deadline`.
-    pub kind: String,
-    pub message: String,
-}
-
-/// The boundary between the executor and the policy runtime.
-///
-/// The host implements it over the WebAssembly runtime (fresh sandbox per
-/// call, fuel, deadline and memory caps); tests implement it in Rust. It is
-/// called inside the action's transaction, with the subject row locked, so
-/// the decision is made on exactly the facts it is applied to.
-pub trait Decider: Send + Sync {
-    fn decide(
-        &self,
-        tenant: &str,
-        request: &Request,
-    ) -> impl Future<Output = Result<Verdict, PolicyFault>> + Send;
-
-    /// Decide many requests of one tenant, answers in request order. The
-    /// default asks one at a time; the host's runtime serves a whole batch
-    /// from one policy instance (bulk jobs, previews).
-    fn decide_batch(
-        &self,
-        tenant: &str,
-        requests: &[Request],
-    ) -> impl Future<Output = Vec<Result<Verdict, PolicyFault>>> + Send {
-        async move {
-            let mut out = Vec::with_capacity(requests.len());
-            for r in requests {
-                out.push(self.decide(tenant, r).await);
-            }
-            out
-        }
-    }
-}
 
 /// Writes that must commit with an action; see [`Executor::act_with`].
 pub trait Epilogue: Sync {
@@ -146,14 +99,14 @@ pub struct Prepared {
 /// problem codes: `not-found`, `invalid-transition`, `policy-fault`…).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl From<&ExecError> for Refusal {
     fn from(e: &ExecError) -> Refusal {
         Refusal {
-            code: e.code().to_owned(),
+            code: e.code(),
             message: e.to_string(),
         }
     }
@@ -258,7 +211,7 @@ pub enum ExecError {
     },
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
-    #[error(transparent)]
+    #[error("policy fault ({code}): {0}", code = .0.code())]
     Policy(#[from] PolicyFault),
     // The cause is in the message, not chained as a source: `{:#}` would
     // otherwise print it twice.
@@ -282,28 +235,24 @@ pub enum ExecError {
 
 impl ExecError {
     /// A stable, machine-readable code (the API's problem `code`).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ExecError::UnknownSubject { .. } => "not-found",
-            ExecError::UnknownActor(_) => "unknown-actor",
-            ExecError::ActorNotActive { .. } => "actor-not-active",
-            ExecError::Lifecycle(LifecycleError::NotAllowed { .. }) => "invalid-transition",
-            ExecError::Lifecycle(LifecycleError::WindowClosed { .. }) => "restore-window-closed",
-            ExecError::Policy(_) => "policy-fault",
-            ExecError::PlanRefused(
-                PlanError::TargetUnknown(_)
-                | PlanError::TargetNotActive { .. }
-                | PlanError::TargetIsSubject(_)
-                | PlanError::ActorNotAUser
-                | PlanError::NoUserWithRole(_),
-            ) => "invalid-transfer-target",
-            ExecError::PlanRefused(_) => "plan-refused",
-            ExecError::Conflict(_) => "restore-conflict",
-            ExecError::Superseded(_) => "superseded",
+            ExecError::UnknownSubject { .. } => ErrorCode::NotFound,
+            ExecError::UnknownActor(_) => ErrorCode::UnknownActor,
+            ExecError::ActorNotActive { .. } => ErrorCode::ActorNotActive,
+            ExecError::Lifecycle(LifecycleError::NotAllowed { .. }) => ErrorCode::InvalidTransition,
+            ExecError::Lifecycle(LifecycleError::WindowClosed { .. }) => {
+                ErrorCode::RestoreWindowClosed
+            }
+            ExecError::Policy(_) => ErrorCode::PolicyFault,
+            ExecError::PlanRefused(e) if e.is_target_error() => ErrorCode::InvalidTransferTarget,
+            ExecError::PlanRefused(_) => ErrorCode::PlanRefused,
+            ExecError::Conflict(_) => ErrorCode::RestoreConflict,
+            ExecError::Superseded(_) => ErrorCode::Superseded,
             ExecError::UnknownStateValue(_)
             | ExecError::DataMap(_)
             | ExecError::Db(_)
-            | ExecError::Corrupt(_) => "internal",
+            | ExecError::Corrupt(_) => ErrorCode::Internal,
         }
     }
 }
@@ -517,7 +466,7 @@ impl Executor {
             for id in chunk {
                 let request = match subjects.remove(id) {
                     None => Err(Refusal {
-                        code: "not-found".into(),
+                        code: ErrorCode::NotFound,
                         message: format!("no user `{id}` in tenant `{}`", ask.tenant),
                     }),
                     Some(subject) => {

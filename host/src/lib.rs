@@ -5,7 +5,10 @@
 //! [`executor`] → database ([`db`]).
 
 pub mod cases;
+pub mod clock;
 pub mod contract;
+pub mod decision;
+pub mod error_code;
 pub mod policy;
 
 // The data map and the transactional lifecycle executor. These modules know

@@ -42,6 +42,21 @@ pub enum PlanError {
     NoUserWithRole(String),
 }
 
+impl PlanError {
+    /// The plan is fine but its transfer target is not a valid one: the
+    /// caller's mistake (`invalid-transfer-target`), not the policy's.
+    pub fn is_target_error(&self) -> bool {
+        matches!(
+            self,
+            PlanError::TargetUnknown(_)
+                | PlanError::TargetNotActive { .. }
+                | PlanError::TargetIsSubject(_)
+                | PlanError::ActorNotAUser
+                | PlanError::NoUserWithRole(_)
+        )
+    }
+}
+
 /// Check everything in `plan` that needs no database: categories, guards and
 /// which actions may change data at all.
 pub fn check(map: &DataMap, action: Action, plan: &Plan) -> Result<(), PlanError> {

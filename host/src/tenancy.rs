@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use crate::config::TenantConfig;
 use crate::contract::Request;
 use crate::executor::{Decider, PolicyFault, Verdict};
-use crate::policy::{self, LoadError, Policy, Runtime};
+use crate::policy::{LoadError, Policy, Runtime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenancyError {
@@ -66,24 +66,14 @@ impl TenantPolicies {
     }
 }
 
-impl From<policy::PolicyFault> for PolicyFault {
-    fn from(fault: policy::PolicyFault) -> Self {
-        PolicyFault {
-            kind: fault.code().to_owned(),
-            message: fault.to_string(),
-        }
-    }
-}
-
 impl Decider for TenantPolicies {
     /// Decides on a blocking thread: a Rust policy takes microseconds, but a
     /// Python one takes a millisecond or more, which must not stall the
     /// async workers serving other tenants.
     async fn decide(&self, tenant: &str, request: &Request) -> Result<Verdict, PolicyFault> {
         let Some(policy) = self.get(tenant).cloned() else {
-            return Err(PolicyFault {
-                kind: "no-policy".into(),
-                message: format!("tenant `{tenant}` has no policy deployed"),
+            return Err(PolicyFault::NoPolicy {
+                tenant: tenant.to_owned(),
             });
         };
         let request = request.clone();
@@ -98,10 +88,9 @@ impl Decider for TenantPolicies {
                 decision,
             }),
             Ok((_, Err(fault))) => Err(fault.into()),
-            Err(join) => Err(PolicyFault {
-                kind: "unavailable".into(),
-                message: format!("decision task failed: {join}"),
-            }),
+            Err(join) => Err(PolicyFault::Unavailable(format!(
+                "decision task failed: {join}"
+            ))),
         }
     }
 
@@ -115,9 +104,8 @@ impl Decider for TenantPolicies {
         requests: &[Request],
     ) -> Vec<Result<Verdict, PolicyFault>> {
         let Some(policy) = self.get(tenant).cloned() else {
-            let fault = PolicyFault {
-                kind: "no-policy".into(),
-                message: format!("tenant `{tenant}` has no policy deployed"),
+            let fault = PolicyFault::NoPolicy {
+                tenant: tenant.to_owned(),
             };
             return requests.iter().map(|_| Err(fault.clone())).collect();
         };
@@ -129,13 +117,10 @@ impl Decider for TenantPolicies {
             requests
                 .iter()
                 .map(|r| {
-                    session
-                        .decide(r)
-                        .map(|decision| Verdict {
-                            policy_sha256: sha.clone(),
-                            decision,
-                        })
-                        .map_err(PolicyFault::from)
+                    session.decide(r).map(|decision| Verdict {
+                        policy_sha256: sha.clone(),
+                        decision,
+                    })
                 })
                 .collect::<Vec<_>>()
         })
@@ -143,10 +128,7 @@ impl Decider for TenantPolicies {
         match decided {
             Ok(verdicts) => verdicts,
             Err(join) => {
-                let fault = PolicyFault {
-                    kind: "unavailable".into(),
-                    message: format!("decision task failed: {join}"),
-                };
+                let fault = PolicyFault::Unavailable(format!("decision task failed: {join}"));
                 (0..n).map(|_| Err(fault.clone())).collect()
             }
         }

@@ -356,12 +356,7 @@ async fn refused_plans_and_policy_faults_change_nothing() {
             "{err}"
         );
 
-        let fault = FnDecider(|_r: &Request| {
-            Err(PolicyFault {
-                kind: "fuel".into(),
-                message: "out of fuel".into(),
-            })
-        });
+        let fault = FnDecider(|_r: &Request| Err(PolicyFault::OutOfFuel { budget: 1000 }));
         let err = ex.act(&fault, &del).await.unwrap_err();
         assert!(matches!(err, ExecError::Policy(_)), "{err}");
 

@@ -249,10 +249,7 @@ fn a_refused_plan_or_fault_changes_nothing() {
                     rt.block_on(async {
                         let err = if fault {
                             let d = FnDecider(|_r: &Request| {
-                                Err(PolicyFault {
-                                    kind: "trap".into(),
-                                    message: "unreachable".into(),
-                                })
+                                Err(PolicyFault::Trap("unreachable".into()))
                             });
                             ex.act(&d, &input("t1", &user, Action::Delete, EPOCH))
                                 .await

@@ -1,6 +1,7 @@
 //! The endpoints. Each one checks who may call it, calls one library
 //! function, and shapes the answer; no lifecycle or policy logic lives here.
 
+use crate::error_code::ErrorCode;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -104,7 +105,7 @@ fn denied(report: &ActionReport) -> Problem {
     };
     Problem::new(
         StatusCode::FORBIDDEN,
-        "denied",
+        ErrorCode::Denied,
         format!("the policy denied it: {message}"),
     )
     .with("policy_code", code)
@@ -129,7 +130,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
         tracing::warn!(error = %e, "readiness: database unreachable");
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
+            ErrorCode::NotReady,
             "database unreachable",
         ));
     }
@@ -142,7 +143,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     if !missing.is_empty() {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
+            ErrorCode::NotReady,
             "a tenant has no policy loaded",
         )
         .with("tenants", missing));
@@ -381,7 +382,7 @@ async fn approve_claimed(
     if current != Some(esc.from_state) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
-            "subject-changed",
+            ErrorCode::SubjectChanged,
             "the user's state changed since the escalation; ask again",
         )
         .with("escalated_in", esc.from_state)
@@ -419,7 +420,7 @@ async fn approve_claimed(
         Outcome::Deny { .. } => Err(denied(&report)),
         Outcome::Escalate { queue, .. } => Err(Problem::new(
             StatusCode::CONFLICT,
-            "still-escalated",
+            ErrorCode::StillEscalated,
             "the policy escalates this action for support too",
         )
         .with("queue", queue)),

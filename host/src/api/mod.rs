@@ -14,6 +14,8 @@ mod bulk;
 mod handlers;
 pub mod problem;
 
+use crate::clock::unix_now;
+use crate::error_code::ErrorCode;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,13 +98,6 @@ impl AppState {
     }
 }
 
-/// Unix seconds now: the `now` of every action the API applies.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
@@ -148,7 +143,7 @@ impl Caller {
             Principal::Tenant(_) => Ok(()),
             Principal::Support => Err(Problem::new(
                 axum::http::StatusCode::FORBIDDEN,
-                "tenant-key-required",
+                ErrorCode::TenantKeyRequired,
                 "actions are asked by the tenant; support approves escalations",
             )),
         }
@@ -159,7 +154,7 @@ impl Caller {
             Principal::Support => Ok(()),
             Principal::Tenant(_) => Err(Problem::new(
                 axum::http::StatusCode::FORBIDDEN,
-                "support-key-required",
+                ErrorCode::SupportKeyRequired,
                 "this endpoint is for support (operator) keys",
             )),
         }
@@ -223,7 +218,7 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
+                ErrorCode::MethodNotAllowed,
                 "method not allowed on this path",
             )
         })

@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::directory::DirectoryError;
+use crate::error_code::ErrorCode;
 use crate::escalation::EscalationError;
 use crate::executor::ExecError;
 use crate::lifecycle::LifecycleError;
-use crate::plan::PlanError;
 
 /// An API error; boxed so `Result<_, Problem>` stays small on the happy path.
 #[derive(Debug, Clone)]
@@ -27,7 +27,8 @@ pub struct ProblemDetails {
     pub title: String,
     pub status: u16,
     /// Stable identifier of the problem, e.g. `invalid-transition`.
-    pub code: String,
+    #[schema(value_type = String)]
+    pub code: ErrorCode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Extension members, e.g. `policy_code` and `message` of a denial.
@@ -37,12 +38,12 @@ pub struct ProblemDetails {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Problem {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Problem {
         Problem(Box::new(ProblemDetails {
             type_uri: format!("urn:lethe:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
-            code: code.to_owned(),
+            code,
             detail: Some(detail.into()),
             extensions: serde_json::Map::new(),
         }))
@@ -59,18 +60,22 @@ impl Problem {
         self.0.status
     }
 
-    pub fn code(&self) -> &str {
-        &self.0.code
+    pub fn code(&self) -> ErrorCode {
+        self.0.code
     }
 
     /// The one answer for "no such thing here": unknown tenant, another
     /// tenant's resource and a missing one look exactly alike.
     pub fn not_found() -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such resource",
+        )
     }
 
     pub fn unauthorized(detail: &str) -> Problem {
-        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Problem::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, detail)
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Problem {
@@ -78,13 +83,17 @@ impl Problem {
         tracing::error!(error = %e, "internal error");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error; see the server log",
         )
     }
 
     pub fn invalid(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input", detail)
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidInput,
+            detail,
+        )
     }
 }
 
@@ -110,11 +119,11 @@ impl From<JsonRejection> for Problem {
     fn from(r: JsonRejection) -> Problem {
         let status = r.status();
         let code = match &r {
-            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
-            JsonRejection::JsonSyntaxError(_) => "malformed-json",
-            JsonRejection::JsonDataError(_) => "invalid-input",
-            JsonRejection::MissingJsonContentType(_) => "unsupported-media-type",
-            _ => "bad-request",
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
+            JsonRejection::JsonSyntaxError(_) => ErrorCode::MalformedJson,
+            JsonRejection::JsonDataError(_) => ErrorCode::InvalidInput,
+            JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
+            _ => ErrorCode::BadRequest,
         };
         Problem::new(status, code, r.body_text())
     }
@@ -122,54 +131,80 @@ impl From<JsonRejection> for Problem {
 
 impl From<QueryRejection> for Problem {
     fn from(r: QueryRejection) -> Problem {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-query", r.body_text())
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuery,
+            r.body_text(),
+        )
+    }
+}
+
+/// The HTTP status each code answers with: one table, so a code never
+/// comes with two statuses.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode as C;
+    match code {
+        C::Unauthorized => StatusCode::UNAUTHORIZED,
+        C::TenantKeyRequired | C::SupportKeyRequired | C::Denied => StatusCode::FORBIDDEN,
+        C::NotFound => StatusCode::NOT_FOUND,
+        C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        C::MalformedJson | C::BadRequest | C::InvalidQuery | C::InvalidCursor => {
+            StatusCode::BAD_REQUEST
+        }
+        C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        C::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::InvalidInput
+        | C::UnknownActor
+        | C::ActorNotActive
+        | C::InvalidTransferTarget
+        | C::InvalidSelection
+        | C::ConfirmCountMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+        C::InvalidTransition
+        | C::RestoreWindowClosed
+        | C::RestoreConflict
+        | C::Superseded
+        | C::EscalationNotPending
+        | C::SubjectChanged
+        | C::StillEscalated
+        | C::PreviewUsed
+        | C::PreviewStale
+        | C::JobFinished => StatusCode::CONFLICT,
+        C::PreviewExpired => StatusCode::GONE,
+        // A policy that cannot decide, or whose plan broke an operator
+        // rule: the policy is at fault, not the caller; nothing was applied.
+        C::PolicyFault | C::PlanRefused | C::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl Problem {
+    /// A problem whose status is the code's (see [`status_of`]).
+    pub fn coded(code: ErrorCode, detail: impl Into<String>) -> Problem {
+        Problem::new(status_of(code), code, detail)
     }
 }
 
 impl From<ExecError> for Problem {
     fn from(e: ExecError) -> Problem {
-        let detail = e.to_string();
+        let code = e.code();
         match e {
             ExecError::UnknownSubject { .. } => Problem::not_found(),
-            ExecError::UnknownActor(_) | ExecError::ActorNotActive { .. } => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), detail)
-            }
             ExecError::Lifecycle(LifecycleError::NotAllowed { action, state }) => {
-                Problem::new(StatusCode::CONFLICT, "invalid-transition", detail)
+                Problem::coded(code, e.to_string())
                     .with("action", action)
                     .with("state", state)
             }
             ExecError::Lifecycle(LifecycleError::WindowClosed { restore_until, .. }) => {
-                Problem::new(StatusCode::CONFLICT, "restore-window-closed", detail)
-                    .with("restore_until", restore_until)
+                Problem::coded(code, e.to_string()).with("restore_until", restore_until)
             }
-            ExecError::Conflict(_) => {
-                Problem::new(StatusCode::CONFLICT, "restore-conflict", detail)
-            }
-            ExecError::Policy(fault) => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "policy-fault",
+            ExecError::Policy(fault) => Problem::coded(
+                code,
                 "the tenant's policy could not decide; nothing was applied",
             )
-            .with("fault", &fault.kind)
-            .with("message", &fault.message),
-            ExecError::PlanRefused(
-                PlanError::TargetUnknown(_)
-                | PlanError::TargetNotActive { .. }
-                | PlanError::TargetIsSubject(_)
-                | PlanError::ActorNotAUser
-                | PlanError::NoUserWithRole(_),
-            ) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-transfer-target",
-                detail,
-            ),
-            // The policy's plan broke an operator rule: the policy is at
-            // fault, not the caller, and nothing was applied.
-            ExecError::PlanRefused(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "plan-refused", detail)
-            }
-            other => Problem::internal(other),
+            .with("fault", fault.code())
+            .with("message", fault.to_string()),
+            other if code == ErrorCode::Internal => Problem::internal(other),
+            other => Problem::coded(code, other.to_string()),
         }
     }
 }
@@ -182,7 +217,7 @@ impl From<EscalationError> for Problem {
                 let status = status.clone();
                 Problem::new(
                     StatusCode::CONFLICT,
-                    "escalation-not-pending",
+                    ErrorCode::EscalationNotPending,
                     e.to_string(),
                 )
                 .with("escalation_status", status)
@@ -195,9 +230,11 @@ impl From<EscalationError> for Problem {
 impl From<DirectoryError> for Problem {
     fn from(e: DirectoryError) -> Problem {
         match e {
-            DirectoryError::BadCursor => {
-                Problem::new(StatusCode::BAD_REQUEST, "invalid-cursor", e.to_string())
-            }
+            DirectoryError::BadCursor => Problem::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidCursor,
+                e.to_string(),
+            ),
             other => Problem::internal(other),
         }
     }
@@ -216,29 +253,31 @@ impl From<crate::bulk::BulkError> for Problem {
         match e {
             BulkError::InvalidSelection(_) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-selection",
+                ErrorCode::InvalidSelection,
                 detail,
             ),
             BulkError::NotFound => Problem::not_found(),
             BulkError::Expired { expires_at } => {
-                Problem::new(StatusCode::GONE, "preview-expired", detail)
+                Problem::new(StatusCode::GONE, ErrorCode::PreviewExpired, detail)
                     .with("expires_at", expires_at)
             }
             BulkError::Used { job_id } => {
-                Problem::new(StatusCode::CONFLICT, "preview-used", detail).with("job_id", job_id)
+                Problem::new(StatusCode::CONFLICT, ErrorCode::PreviewUsed, detail)
+                    .with("job_id", job_id)
             }
             BulkError::Mismatch { expected, got } => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "confirm-count-mismatch",
+                ErrorCode::ConfirmCountMismatch,
                 detail,
             )
             .with("expected", expected)
             .with("confirm_count", got),
             BulkError::Stale(preview) => {
-                Problem::new(StatusCode::CONFLICT, "preview-stale", detail).with("preview", preview)
+                Problem::new(StatusCode::CONFLICT, ErrorCode::PreviewStale, detail)
+                    .with("preview", preview)
             }
             BulkError::Finished { status } => {
-                Problem::new(StatusCode::CONFLICT, "job-finished", detail)
+                Problem::new(StatusCode::CONFLICT, ErrorCode::JobFinished, detail)
                     .with("job_status", status)
             }
             BulkError::Exec(e) => Problem::from(e),

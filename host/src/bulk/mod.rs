@@ -28,6 +28,7 @@ mod jobs;
 mod preview;
 mod worker;
 
+use crate::clock::unix_now;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -281,13 +282,6 @@ impl Bulk {
     fn db(&self) -> &crate::db::Db {
         self.inner.executor.db()
     }
-}
-
-/// Unix seconds now.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Unix milliseconds now (leases).

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::contract::{Disposition, Outcome};
 use crate::directory::UserSummary;
+use crate::error_code::ErrorCode;
 use crate::executor::{ActorRef, Ask, Decider, Refusal};
 use crate::plan;
 
@@ -193,21 +194,29 @@ impl Bulk {
             let mut verdicts = decider.decide_batch(tenant, &requests).await.into_iter();
             for p in &prepared {
                 let one: Said = match &p.request {
-                    Err(Refusal { code, message }) => {
-                        ("deny", Some(code.clone()), Some(message.clone()))
-                    }
+                    Err(Refusal { code, message }) => (
+                        "deny",
+                        Some(code.as_str().to_owned()),
+                        Some(message.clone()),
+                    ),
                     Ok(request) => match verdicts.next() {
-                        None => ("fault", Some("policy-fault".into()), None),
+                        None => (
+                            "fault",
+                            Some(ErrorCode::PolicyFault.as_str().to_owned()),
+                            None,
+                        ),
                         Some(Err(fault)) => (
                             "fault",
-                            Some("policy-fault".into()),
-                            Some(format!("{}: {}", fault.kind, fault.message)),
+                            Some(ErrorCode::PolicyFault.as_str().to_owned()),
+                            Some(format!("{}: {fault}", fault.code())),
                         ),
                         Some(Ok(v)) => match &v.decision.outcome {
                             Outcome::Allow { plan } => match plan::check(map, req.action, plan) {
-                                Err(e) => {
-                                    ("fault", Some("plan-refused".into()), Some(e.to_string()))
-                                }
+                                Err(e) => (
+                                    "fault",
+                                    Some(ErrorCode::PlanRefused.as_str().to_owned()),
+                                    Some(e.to_string()),
+                                ),
                                 Ok(()) => {
                                     for h in &request.holdings {
                                         let cp = plan
@@ -233,9 +242,11 @@ impl Bulk {
                             Outcome::Escalate { queue, reason } => {
                                 ("escalate", Some(queue.clone()), Some(reason.clone()))
                             }
-                            Outcome::Deny { code, message } => {
-                                ("deny", Some(code.clone()), Some(message.clone()))
-                            }
+                            Outcome::Deny { code, message } => (
+                                "deny",
+                                Some(code.as_str().to_owned()),
+                                Some(message.clone()),
+                            ),
                         },
                     },
                 };

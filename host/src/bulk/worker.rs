@@ -341,7 +341,7 @@ impl Bulk {
                     .bind(&job.id)
                     .bind(*seq)
                     .bind(status)
-                    .bind(e.code())
+                    .bind(e.code().as_str())
                     .bind(e.to_string())
                     .bind(ask.now)
                     .execute(self.db().pool())

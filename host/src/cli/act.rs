@@ -1,6 +1,7 @@
 //! `lethe act` and `lethe sweep`: apply one action, or the window-expiry
 //! sweep, through the tenant's policy and the executor, without a server.
 
+use lethe::clock::unix_now;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -65,12 +66,6 @@ fn actor(s: &str) -> ActorRef {
         _ if s == "system" => ActorRef::System,
         _ => ActorRef::TenantUser(s.to_owned()),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Connects the database, validates the data map against it, loads every

@@ -1,48 +1,11 @@
 //! Typed failures of loading a policy and of asking it for a decision.
+//!
+//! [`PolicyFault`] itself lives in [`crate::decision`]: it crosses the
+//! `Decider` boundary, and the executor must not depend on this runtime.
 
 use std::path::PathBuf;
 
-/// A decision that did not happen. Whatever the cause, nothing is applied:
-/// callers treat every variant as "policy fault" (HTTP 503) and keep serving
-/// other tenants. [`PolicyFault::code`] is the stable name in APIs and logs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyFault {
-    #[error("policy ran out of fuel (budget {budget} units)")]
-    OutOfFuel { budget: u64 },
-    #[error("policy exceeded its deadline of {deadline_ms} ms")]
-    Deadline { deadline_ms: u64 },
-    /// The cap covers all of the instance's linear memories together.
-    #[error("policy exceeded its memory cap of {cap} bytes")]
-    MemoryCap { cap: usize },
-    #[error("policy exhausted its call stack")]
-    StackOverflow,
-    #[error("policy trapped: {0}")]
-    Trap(String),
-    /// Measured while the output is copied out of the guest, so an output
-    /// that aliases one buffer many times is stopped before it is
-    /// materialised; its full size is therefore never known.
-    #[error("policy output exceeds the cap of {cap} bytes")]
-    OutputTooLarge { cap: usize },
-    #[error("policy returned a malformed decision: {0}")]
-    MalformedOutput(String),
-    #[error("no sandbox available for the policy: {0}")]
-    Unavailable(String),
-}
-
-impl PolicyFault {
-    pub fn code(&self) -> &'static str {
-        match self {
-            PolicyFault::OutOfFuel { .. } => "out-of-fuel",
-            PolicyFault::Deadline { .. } => "deadline",
-            PolicyFault::MemoryCap { .. } => "memory-cap",
-            PolicyFault::StackOverflow => "stack-overflow",
-            PolicyFault::Trap(_) => "trap",
-            PolicyFault::OutputTooLarge { .. } => "output-too-large",
-            PolicyFault::MalformedOutput(_) => "malformed-output",
-            PolicyFault::Unavailable(_) => "unavailable",
-        }
-    }
-}
+pub use crate::decision::PolicyFault;
 
 /// A component that cannot serve as a policy.
 #[derive(Debug, thiserror::Error)]
