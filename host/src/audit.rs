@@ -8,22 +8,61 @@
 
 use sqlx::AnyConnection;
 
-use crate::contract::{Action, Actor, ActorKind, Decision, LifecycleState};
+use crate::contract::{Action, Actor, ActorKind, LifecycleState, Request};
+use crate::executor::{ActionReport, ExecError};
 
-/// Everything recorded about one decided action.
+/// Everything recorded about one decided action, encoded. Encoding happens
+/// before anything is written, and a value that cannot be encoded fails
+/// the action: evidence is never stored empty.
 pub struct Evidence<'a> {
     pub action_id: &'a str,
     pub tenant: &'a str,
     pub subject: &'a str,
     pub actor: &'a Actor,
     pub action: Action,
+    pub outcome: &'static str,
     pub at: i64,
     pub policy_sha256: &'a str,
-    pub request_json: &'a str,
-    pub decision: &'a Decision,
-    pub effects_json: &'a str,
+    pub request_json: String,
+    pub decision_json: String,
+    pub rules: String,
+    pub fuel_used: i64,
+    pub latency_us: i64,
+    pub effects_json: String,
     /// `(from, to)` when the action changed the subject's state.
     pub transition: Option<(LifecycleState, LifecycleState)>,
+}
+
+fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String, ExecError> {
+    serde_json::to_string(v).map_err(|source| ExecError::Encode { what, source })
+}
+
+impl<'a> Evidence<'a> {
+    /// The evidence of `report`, decided on `request` at `at`.
+    pub fn of(
+        request: &'a Request,
+        report: &'a ActionReport,
+        at: i64,
+    ) -> Result<Evidence<'a>, ExecError> {
+        let d = &report.decision;
+        Ok(Evidence {
+            action_id: &report.action_id,
+            tenant: &report.tenant,
+            subject: &report.subject,
+            actor: &request.actor,
+            action: report.action,
+            outcome: d.outcome.kind(),
+            at,
+            policy_sha256: &report.policy_sha256,
+            request_json: encode("the request", request)?,
+            decision_json: encode("the decision", d)?,
+            rules: d.rules.join(","),
+            fuel_used: i64::try_from(d.fuel_used).unwrap_or(i64::MAX),
+            latency_us: i64::try_from(d.elapsed_us).unwrap_or(i64::MAX),
+            effects_json: encode("the effects", &report.effects)?,
+            transition: report.to_state.map(|to| (report.from_state, to)),
+        })
+    }
 }
 
 fn actor_kind(kind: ActorKind) -> &'static str {
@@ -34,9 +73,9 @@ fn actor_kind(kind: ActorKind) -> &'static str {
     }
 }
 
+/// Write the decision record, the audit row and (for an applied action)
+/// the lifecycle history entry.
 pub async fn record(conn: &mut AnyConnection, e: &Evidence<'_>) -> Result<(), sqlx::Error> {
-    let decision_json = serde_json::to_string(e.decision).unwrap_or_default();
-    let rules = e.decision.rules.join(",");
     sqlx::query(
         "INSERT INTO lethe_decisions (action_id, tenant_id, subject_id, policy_sha256, request_json, \
          decision_json, rules, fuel_used, latency_us, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -45,11 +84,11 @@ pub async fn record(conn: &mut AnyConnection, e: &Evidence<'_>) -> Result<(), sq
     .bind(e.tenant)
     .bind(e.subject)
     .bind(e.policy_sha256)
-    .bind(e.request_json)
-    .bind(&decision_json)
-    .bind(&rules)
-    .bind(i64::try_from(e.decision.fuel_used).unwrap_or(i64::MAX))
-    .bind(i64::try_from(e.decision.elapsed_us).unwrap_or(i64::MAX))
+    .bind(&e.request_json)
+    .bind(&e.decision_json)
+    .bind(&e.rules)
+    .bind(e.fuel_used)
+    .bind(e.latency_us)
     .bind(e.at)
     .execute(&mut *conn)
     .await?;
@@ -63,8 +102,8 @@ pub async fn record(conn: &mut AnyConnection, e: &Evidence<'_>) -> Result<(), sq
     .bind(actor_kind(e.actor.kind))
     .bind(&e.actor.id)
     .bind(e.action.as_str())
-    .bind(e.decision.outcome.kind())
-    .bind(e.effects_json)
+    .bind(e.outcome)
+    .bind(&e.effects_json)
     .bind(e.at)
     .execute(&mut *conn)
     .await?;

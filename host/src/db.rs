@@ -72,6 +72,16 @@ impl Backend {
         }
     }
 
+    /// Like [`Backend::row_lock`], locking only the rows of the table
+    /// aliased `alias` (PostgreSQL refuses to lock the nullable side of an
+    /// outer join, and there is no reason to lock it).
+    pub fn row_lock_of(self, lock: RowLock, alias: &str) -> String {
+        match self.row_lock(lock) {
+            "" => String::new(),
+            clause => format!("{clause} OF {alias}"),
+        }
+    }
+
     /// A SQL expression building a JSON object (as text) from `columns` of
     /// the row aliased `alias`.
     pub fn json_object(self, alias: &str, columns: &[&str]) -> String {

@@ -4,17 +4,18 @@
 //!
 //! Reads only, over the pool, never inside an action's transaction: a view
 //! may be a moment stale, an action never is (the executor re-reads and
-//! locks the subject). Queries are built from the data map, like the
-//! executor's, so the directory works on any platform schema the map
-//! describes.
+//! locks the subject). Every statement against the platform's tables is
+//! the platform layer's ([`Platform::matching`], [`Platform::holdings_of`]),
+//! the same the executor reads a subject with, so a user's detail shows
+//! exactly the facts and the holdings a policy saw.
 
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::contract::{Holding, LifecycleState};
-use crate::datamap::DataMap;
-use crate::db::{quote_ident, Db, DbError};
+use crate::db::{DbError, RowLock};
+use crate::platform::users::Decoded;
+use crate::platform::{Platform, PlatformError, UserQuery, UserRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
@@ -22,6 +23,17 @@ pub enum DirectoryError {
     Db(#[from] DbError),
     #[error("invalid cursor")]
     BadCursor,
+    #[error(transparent)]
+    Platform(PlatformError),
+}
+
+impl From<PlatformError> for DirectoryError {
+    fn from(e: PlatformError) -> Self {
+        match e {
+            PlatformError::Db(e) => DirectoryError::Db(e),
+            other => DirectoryError::Platform(other),
+        }
+    }
 }
 
 impl From<sqlx::Error> for DirectoryError {
@@ -117,107 +129,106 @@ fn decode_cursor(cursor: &str) -> Result<String, DirectoryError> {
     String::from_utf8(bytes).map_err(|_| DirectoryError::BadCursor)
 }
 
-fn split(s: Option<String>) -> Vec<String> {
-    s.unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Read-only user queries over one database and data map.
+/// Read-only user queries over the platform layer.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    db: Db,
-    map: DataMap,
+    platform: Platform,
 }
 
-/// Positional arguments for a query under construction.
-enum Arg {
-    Text(String),
-    Int(i64),
+impl UserFilter {
+    /// The platform query for this filter (without pagination).
+    fn query(&self) -> UserQuery<'_> {
+        UserQuery {
+            state: self.state,
+            role: self.role.as_deref(),
+            text: self.q.as_deref(),
+            domain: self.domain.as_deref(),
+            last_login_before: self.last_login_before,
+            deleted_after: self.deleted_after,
+            deleted_before: self.deleted_before,
+            after_key: None,
+            limit: None,
+        }
+    }
+}
+
+/// Users whose state the map does not declare are not Lethe's to show.
+fn shown(d: Decoded) -> Result<Option<UserRecord>, DirectoryError> {
+    match d {
+        Ok(u) => Ok(Some(u)),
+        Err(PlatformError::UndeclaredState { key, value }) => {
+            tracing::warn!(user = %key, %value, "user with an undeclared state value");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// [`shown`] for a lookup of one user.
+fn shown_one(
+    found: Result<Option<UserRecord>, PlatformError>,
+) -> Result<Option<UserRecord>, DirectoryError> {
+    match found {
+        Ok(u) => Ok(u),
+        Err(e) => shown(Err(e)),
+    }
 }
 
 impl Directory {
-    pub fn new(db: Db, map: DataMap) -> Directory {
-        Directory { db, map }
+    pub fn new(platform: Platform) -> Directory {
+        Directory { platform }
     }
 
-    /// `SELECT` list shared by list and detail: key, state, name, email,
-    /// roles, domain, last login, deleted_at (from Lethe's lifecycle table).
-    fn select(&self) -> String {
-        let u = &self.map.users;
-        let opt = |c: &Option<String>| match c {
-            Some(c) => format!("CAST(x.{} AS TEXT)", quote_ident(c)),
-            None => "CAST(NULL AS TEXT)".into(),
-        };
-        format!(
-            "SELECT CAST(x.{key} AS TEXT), x.{state}, CAST(x.{name} AS TEXT), CAST(x.{email} AS TEXT), {roles}, \
-             {domain}, {last_login}, l.deleted_at, l.restore_until, {perms}, x.{created} \
-             FROM {table} x LEFT JOIN lethe_user_lifecycle l \
-             ON l.tenant_id = x.{tenant} AND l.user_id = CAST(x.{key} AS TEXT)",
-            key = quote_ident(&u.key),
-            state = quote_ident(&u.state.column),
-            name = quote_ident(&u.display_name),
-            email = quote_ident(&u.email),
-            roles = opt(&u.roles),
-            domain = opt(&u.domain),
-            last_login = match &u.last_login {
-                Some(c) => format!("x.{}", quote_ident(c)),
-                None => "CAST(NULL AS BIGINT)".into(),
-            },
-            perms = opt(&u.permissions),
-            created = quote_ident(&u.created),
-            table = quote_ident(&u.table),
-            tenant = quote_ident(&u.tenant),
-        )
+    fn summary(&self, u: &UserRecord) -> UserSummary {
+        let s = &u.subject;
+        UserSummary {
+            id: s.id.clone(),
+            state: s.state,
+            display_name: u.display_name.clone(),
+            email: u.email.clone(),
+            roles: s.roles.clone(),
+            // `null` when the data map declares no domain column.
+            domain: self
+                .platform
+                .map()
+                .users
+                .domain
+                .as_ref()
+                .map(|_| s.domain.clone()),
+            last_login_at: s.last_login_at,
+            deleted_at: s.deleted_at,
+        }
     }
 
-    fn summary(&self, row: &AnyRow) -> Result<Option<(UserSummary, AnyRowRest)>, DirectoryError> {
-        let state_value: String = row.try_get(1)?;
-        let Some(state) = self.map.users.state.state(&state_value) else {
-            // A state the map does not declare: not Lethe's to show.
-            tracing::warn!(value = %state_value, "user with an undeclared state value");
-            return Ok(None);
-        };
-        let deleted_at: Option<i64> = row.try_get(7)?;
-        let gone = matches!(state, LifecycleState::Deleted | LifecycleState::Erased);
-        Ok(Some((
-            UserSummary {
-                id: row.try_get(0)?,
-                state,
-                display_name: row.try_get(2)?,
-                email: row.try_get(3)?,
-                roles: split(row.try_get(4)?),
-                domain: row.try_get(5)?,
-                last_login_at: row.try_get(6)?,
-                deleted_at: if gone { deleted_at } else { None },
-            },
-            AnyRowRest {
-                restore_until: if state == LifecycleState::Deleted {
-                    row.try_get(8)?
-                } else {
-                    None
-                },
-                permissions: split(row.try_get(9)?),
-                created_at: row.try_get(10)?,
-            },
-        )))
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, DirectoryError> {
+        Ok(self.platform.db().pool().acquire().await?)
     }
 
     /// One page of the tenant's users matching `f`, in key order.
     pub async fn list(&self, tenant: &str, f: &UserFilter) -> Result<UserPage, DirectoryError> {
         let limit = f.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let after = f.cursor.as_deref().map(decode_cursor).transpose()?;
         // One extra row tells whether there is a next page.
-        let rows = self.rows(tenant, f, Some(i64::from(limit) + 1)).await?;
+        let q = UserQuery {
+            after_key: after.as_deref(),
+            limit: Some(limit + 1),
+            ..f.query()
+        };
+        let rows = self
+            .platform
+            .matching(&mut *self.conn().await?, tenant, &q)
+            .await?;
         let more = rows.len() > limit as usize;
         let mut users = Vec::with_capacity(rows.len().min(limit as usize));
         let mut last_key = None;
-        for row in rows.iter().take(limit as usize) {
-            last_key = Some(row.try_get::<String, _>(0)?);
-            if let Some((s, _)) = self.summary(row)? {
-                users.push(s);
+        for row in rows.into_iter().take(limit as usize) {
+            last_key = Some(match &row {
+                Ok(u) => u.subject.id.clone(),
+                Err(PlatformError::UndeclaredState { key, .. }) => key.clone(),
+                Err(_) => String::new(),
+            });
+            if let Some(u) = shown(row)? {
+                users.push(self.summary(&u));
             }
         }
         Ok(UserPage {
@@ -237,15 +248,14 @@ impl Directory {
         tenant: &str,
         f: &UserFilter,
     ) -> Result<Vec<UserSummary>, DirectoryError> {
-        let f = UserFilter {
-            cursor: None,
-            ..f.clone()
-        };
-        let rows = self.rows(tenant, &f, None).await?;
+        let rows = self
+            .platform
+            .matching(&mut *self.conn().await?, tenant, &f.query())
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if let Some((s, _)) = self.summary(row)? {
-                out.push(s);
+        for row in rows {
+            if let Some(u) = shown(row)? {
+                out.push(self.summary(&u));
             }
         }
         Ok(out)
@@ -257,136 +267,17 @@ impl Directory {
         tenant: &str,
         ids: &[String],
     ) -> Result<Vec<UserSummary>, DirectoryError> {
-        let u = &self.map.users;
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let mut sql = self.select();
-            sql.push_str(&format!(
-                " WHERE x.{} = $1 AND CAST(x.{} AS TEXT) IN (",
-                quote_ident(&u.tenant),
-                quote_ident(&u.key)
-            ));
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            sql.push_str(&list.join(", "));
-            sql.push_str(&format!(
-                ") ORDER BY CAST(x.{} AS TEXT)",
-                quote_ident(&u.key)
-            ));
-            let mut query = sqlx::query(&sql).bind(tenant.to_owned());
-            for id in chunk {
-                query = query.bind(id.clone());
-            }
-            for row in query.fetch_all(self.db.pool()).await? {
-                if let Some((s, _)) = self.summary(&row)? {
-                    out.push(s);
-                }
+        let rows = self
+            .platform
+            .users(&mut *self.conn().await?, tenant, ids)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(u) = shown(row)? {
+                out.push(self.summary(&u));
             }
         }
         Ok(out)
-    }
-
-    /// The rows of [`Directory::select`] matching `f`, in key order, at most
-    /// `limit`.
-    async fn rows(
-        &self,
-        tenant: &str,
-        f: &UserFilter,
-        limit: Option<i64>,
-    ) -> Result<Vec<AnyRow>, DirectoryError> {
-        let u = &self.map.users;
-        let mut args: Vec<Arg> = Vec::new();
-        let mut p = |a: Arg| {
-            args.push(a);
-            format!("${}", args.len())
-        };
-        let mut sql = self.select();
-        sql.push_str(&format!(
-            " WHERE x.{} = {}",
-            quote_ident(&u.tenant),
-            p(Arg::Text(tenant.to_owned()))
-        ));
-        let key = format!("CAST(x.{} AS TEXT)", quote_ident(&u.key));
-        if let Some(state) = f.state {
-            sql.push_str(&format!(
-                " AND x.{} = {}",
-                quote_ident(&u.state.column),
-                p(Arg::Text(u.state.value(state).to_owned()))
-            ));
-        }
-        if let (Some(role), Some(col)) = (&f.role, &u.roles) {
-            // Roles are stored comma-separated: match whole names only.
-            sql.push_str(&format!(
-                " AND (',' || REPLACE(CAST(x.{} AS TEXT), ' ', '') || ',') LIKE {}",
-                quote_ident(col),
-                p(Arg::Text(format!("%,{},%", like_escape(role))))
-            ));
-            sql.push_str(" ESCAPE '\\'");
-        } else if f.role.is_some() {
-            sql.push_str(" AND 1 = 0");
-        }
-        if let Some(q) = &f.q {
-            let pat = p(Arg::Text(format!("%{}%", like_escape(&q.to_lowercase()))));
-            sql.push_str(&format!(
-                " AND (LOWER(CAST(x.{n} AS TEXT)) LIKE {pat} ESCAPE '\\' OR LOWER(CAST(x.{e} AS TEXT)) LIKE {pat} ESCAPE '\\')",
-                n = quote_ident(&u.display_name),
-                e = quote_ident(&u.email),
-            ));
-        }
-        if let Some(domain) = &f.domain {
-            match &u.domain {
-                Some(col) => sql.push_str(&format!(
-                    " AND x.{} = {}",
-                    quote_ident(col),
-                    p(Arg::Text(domain.clone()))
-                )),
-                None => sql.push_str(" AND 1 = 0"),
-            }
-        }
-        if let Some(before) = f.last_login_before {
-            if let Some(col) = &u.last_login {
-                sql.push_str(&format!(
-                    " AND (x.{c} IS NULL OR x.{c} < {})",
-                    p(Arg::Int(before)),
-                    c = quote_ident(col)
-                ));
-            }
-        }
-        let deleted = format!(
-            "x.{} IN ({}, {})",
-            quote_ident(&u.state.column),
-            p(Arg::Text(u.state.deleted.clone())),
-            p(Arg::Text(u.state.erased.clone()))
-        );
-        if let Some(after) = f.deleted_after {
-            sql.push_str(&format!(
-                " AND {deleted} AND l.deleted_at >= {}",
-                p(Arg::Int(after))
-            ));
-        }
-        if let Some(before) = f.deleted_before {
-            sql.push_str(&format!(
-                " AND {deleted} AND l.deleted_at < {}",
-                p(Arg::Int(before))
-            ));
-        }
-        if let Some(cursor) = &f.cursor {
-            sql.push_str(&format!(
-                " AND {key} > {}",
-                p(Arg::Text(decode_cursor(cursor)?))
-            ));
-        }
-        sql.push_str(&format!(" ORDER BY {key}"));
-        if let Some(limit) = limit {
-            sql.push_str(&format!(" LIMIT {}", p(Arg::Int(limit))));
-        }
-        let mut query = sqlx::query(&sql);
-        for a in &args {
-            query = match a {
-                Arg::Text(s) => query.bind(s.clone()),
-                Arg::Int(i) => query.bind(*i),
-            };
-        }
-        Ok(query.fetch_all(self.db.pool()).await?)
     }
 
     /// One user of the tenant, or `None` (also for another tenant's user).
@@ -395,32 +286,25 @@ impl Directory {
         tenant: &str,
         user: &str,
     ) -> Result<Option<UserDetail>, DirectoryError> {
-        let u = &self.map.users;
-        let sql = format!(
-            "{} WHERE x.{} = $1 AND CAST(x.{} AS TEXT) = $2",
-            self.select(),
-            quote_ident(&u.tenant),
-            quote_ident(&u.key)
-        );
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(user)
-            .fetch_optional(self.db.pool())
+        let mut conn = self.conn().await?;
+        let found = self
+            .platform
+            .user(&mut conn, tenant, user, RowLock::None)
+            .await;
+        let Some(u) = shown_one(found)? else {
+            return Ok(None);
+        };
+        let holdings = self
+            .platform
+            .holdings_of(&mut conn, tenant, &u.subject.id)
             .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let Some((summary, rest)) = self.summary(&row)? else {
-            return Ok(None);
-        };
-        let holdings = self.holdings(tenant, user).await?;
         let history = sqlx::query(
             "SELECT action_id, action, from_state, to_state, at FROM lethe_lifecycle_history \
              WHERE tenant_id = $1 AND user_id = $2 ORDER BY at, action_id",
         )
         .bind(tenant)
-        .bind(user)
-        .fetch_all(self.db.pool())
+        .bind(&u.subject.id)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|r| {
@@ -433,12 +317,12 @@ impl Directory {
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let history = chain_order(history, summary.state);
+        let history = chain_order(history, u.subject.state);
         Ok(Some(UserDetail {
-            summary,
-            permissions: rest.permissions,
-            created_at: rest.created_at,
-            restore_until: rest.restore_until,
+            summary: self.summary(&u),
+            permissions: u.subject.permissions.clone(),
+            created_at: Some(u.subject.created_at),
+            restore_until: u.standing.restore_until,
             holdings,
             history,
         }))
@@ -450,63 +334,11 @@ impl Directory {
         tenant: &str,
         user: &str,
     ) -> Result<Option<LifecycleState>, DirectoryError> {
-        let u = &self.map.users;
-        let sql = format!(
-            "SELECT x.{} FROM {} x WHERE x.{} = $1 AND CAST(x.{} AS TEXT) = $2",
-            quote_ident(&u.state.column),
-            quote_ident(&u.table),
-            quote_ident(&u.tenant),
-            quote_ident(&u.key)
-        );
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(user)
-            .fetch_optional(self.db.pool())
-            .await?;
-        match row {
-            Some(r) => Ok(u.state.state(&r.try_get::<String, _>(0)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Rows per category the user owns, and how many are open; the same
-    /// counts the executor shows the policy.
-    async fn holdings(&self, tenant: &str, user: &str) -> Result<Vec<Holding>, DirectoryError> {
-        let mut out = Vec::with_capacity(self.map.categories.len());
-        for c in &self.map.categories {
-            let open = match &c.open {
-                Some(o) => {
-                    let values: Vec<String> =
-                        (0..o.values.len()).map(|i| format!("${}", i + 3)).collect();
-                    format!(
-                        "COALESCE(SUM(CASE WHEN x.{} IN ({}) THEN 1 ELSE 0 END), 0)",
-                        quote_ident(&o.column),
-                        values.join(", ")
-                    )
-                }
-                None => "COUNT(*)".into(),
-            };
-            let sql = format!(
-                "SELECT COUNT(*), {open} FROM {} x WHERE x.{} = $1 AND CAST(x.{} AS TEXT) = $2",
-                quote_ident(&c.table),
-                quote_ident(&c.tenant),
-                quote_ident(&c.owner)
-            );
-            let mut q = sqlx::query(&sql).bind(tenant).bind(user);
-            if let Some(o) = &c.open {
-                for v in &o.values {
-                    q = q.bind(v.clone());
-                }
-            }
-            let row = q.fetch_one(self.db.pool()).await?;
-            let (total, open): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            out.push(Holding {
-                category: c.name.clone(),
-                total: total.max(0) as u64,
-                open: open.max(0) as u64,
-            });
-        }
-        Ok(out)
+        let found = self
+            .platform
+            .user(&mut *self.conn().await?, tenant, user, RowLock::None)
+            .await;
+        Ok(shown_one(found)?.map(|u| u.subject.state))
     }
 }
 
@@ -575,25 +407,6 @@ fn chain(
     false
 }
 
-/// Detail columns read with the summary.
-struct AnyRowRest {
-    restore_until: Option<i64>,
-    permissions: Vec<String>,
-    created_at: Option<i64>,
-}
-
-/// Escape `%`, `_` and the escape character itself for `LIKE … ESCAPE '\'`.
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,10 +459,5 @@ mod tests {
             .map(|e| e.action)
             .collect();
         assert_eq!(order, ["delete", "restore", "delete", "erase"]);
-    }
-
-    #[test]
-    fn like_patterns_are_escaped() {
-        assert_eq!(like_escape("a%b_c\\"), "a\\%b\\_c\\\\");
     }
 }

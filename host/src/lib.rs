@@ -20,6 +20,7 @@ pub mod db;
 pub mod executor;
 pub mod lifecycle;
 pub mod plan;
+pub mod platform;
 pub mod seed;
 pub mod tenancy;
 

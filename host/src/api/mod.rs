@@ -73,7 +73,7 @@ impl AppState {
         tenants: Vec<String>,
         bulk: BulkSettings,
     ) -> AppState {
-        let directory = Directory::new(executor.db().clone(), executor.map().clone());
+        let directory = Directory::new(executor.platform().clone());
         let bulk = Bulk::new(executor.clone(), bulk);
         AppState {
             inner: Arc::new(Inner {

@@ -259,7 +259,7 @@ struct Inner {
 
 impl Bulk {
     pub fn new(executor: Executor, settings: BulkSettings) -> Bulk {
-        let directory = Directory::new(executor.db().clone(), executor.map().clone());
+        let directory = Directory::new(executor.platform().clone());
         Bulk {
             inner: Arc::new(Inner {
                 executor,
