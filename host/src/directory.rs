@@ -204,6 +204,17 @@ impl Directory {
         Ok(self.platform.db().pool().acquire().await?)
     }
 
+    /// The summaries of the rows that are shown.
+    fn summaries(&self, rows: Vec<Decoded>) -> Result<Vec<UserSummary>, DirectoryError> {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(u) = shown(row)? {
+                out.push(self.summary(&u));
+            }
+        }
+        Ok(out)
+    }
+
     /// One page of the tenant's users matching `f`, in key order.
     pub async fn list(&self, tenant: &str, f: &UserFilter) -> Result<UserPage, DirectoryError> {
         let limit = f.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
@@ -252,13 +263,7 @@ impl Directory {
             .platform
             .matching(&mut *self.conn().await?, tenant, &f.query())
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            if let Some(u) = shown(row)? {
-                out.push(self.summary(&u));
-            }
-        }
-        Ok(out)
+        self.summaries(rows)
     }
 
     /// The tenant's users among `ids`, in key order.
@@ -271,13 +276,7 @@ impl Directory {
             .platform
             .users(&mut *self.conn().await?, tenant, ids)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            if let Some(u) = shown(row)? {
-                out.push(self.summary(&u));
-            }
-        }
-        Ok(out)
+        self.summaries(rows)
     }
 
     /// One user of the tenant, or `None` (also for another tenant's user).

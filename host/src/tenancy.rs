@@ -87,7 +87,7 @@ impl Decider for TenantPolicies {
                 policy_sha256: policy.sha256().to_owned(),
                 decision,
             }),
-            Ok((_, Err(fault))) => Err(fault.into()),
+            Ok((_, Err(fault))) => Err(fault),
             Err(join) => Err(PolicyFault::Unavailable(format!(
                 "decision task failed: {join}"
             ))),
