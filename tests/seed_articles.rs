@@ -9,21 +9,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{TestDb, BACKENDS};
-use lethe::db::Db;
+use common::{lethe_json, root, scalar, text, TestDb, BACKENDS};
 use serde_json::Value;
-use sqlx::Row;
 
 const NOW: &str = "1795000000";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// A config for `url` with the demo data map and the demo tenants' policies.
 fn config(dir: &Path, url: &str) -> PathBuf {
@@ -58,20 +48,6 @@ fn config(dir: &Path, url: &str) -> PathBuf {
     path
 }
 
-fn lethe(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(args)
-        .env("LETHE_CACHE_DIR", root().join("target/lethe-cache"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lethe {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 struct Platform {
     config: PathBuf,
 }
@@ -85,7 +61,7 @@ impl Platform {
             "--actor", actor, "--now", NOW,
         ];
         args.extend_from_slice(extra);
-        lethe(&args)
+        lethe_json(&args)
     }
 }
 
@@ -109,24 +85,6 @@ fn effect(r: &Value, category: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn text(db: &Db, sql: &str) -> Option<String> {
-    sqlx::query(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
-}
-
-async fn count(db: &Db, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn lethe_act_reproduces_the_five_seed_articles() {
     for backend in BACKENDS {
@@ -135,7 +93,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
         let p = Platform {
             config: config(dir.path(), &t.url),
         };
-        let seeded = lethe(&[
+        let seeded = lethe_json(&[
             "seed",
             "--database",
             &t.url,
@@ -162,7 +120,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
 
         // 001 two-stage-erase (t2): delete, restore, delete, erase only by a
         // primary domain contact with the permission.
-        let billing_before = count(
+        let billing_before = scalar(
             &t.db,
             "SELECT COUNT(*) FROM billing_seats WHERE user_id = 't2-u6'",
         )
@@ -195,12 +153,12 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             "{r}"
         );
         assert_eq!(
-            count(&t.db, "SELECT COUNT(*) FROM admin_activity WHERE actor_id = 't2-u6' OR target_id = 't2-u6'").await,
+            scalar(&t.db, "SELECT COUNT(*) FROM admin_activity WHERE actor_id = 't2-u6' OR target_id = 't2-u6'").await,
             0,
             "activity log references are pseudonymised"
         );
         assert_eq!(
-            count(
+            scalar(
                 &t.db,
                 "SELECT COUNT(*) FROM billing_seats WHERE user_id = 't2-u6'"
             )
@@ -209,7 +167,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             "billing kept"
         );
         assert!(billing_before > 0);
-        let after = count(
+        let after = scalar(
             &t.db,
             &format!("SELECT COUNT(*) FROM users WHERE email = '{email}'"),
         )
@@ -223,7 +181,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             outcome(&p.act("t3", "t3-u5", "delete", "t3-u2", &[])),
             ("deny", "user-not-deactivated", "-")
         );
-        let open_deals = count(
+        let open_deals = scalar(
             &t.db,
             "SELECT COUNT(*) FROM deals WHERE owner_id = 't3-u3' AND status = 'open'",
         )
@@ -244,7 +202,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             Some("(deleted user)")
         );
         assert_eq!(
-            count(
+            scalar(
                 &t.db,
                 "SELECT COUNT(*) FROM deals WHERE owner_id = 't3-u3' AND status = 'open'"
             )
@@ -265,7 +223,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             "irreversible: no restore log"
         );
         assert_eq!(
-            count(
+            scalar(
                 &t.db,
                 "SELECT COUNT(*) FROM contacts WHERE owner_id = 't4-u6'"
             )
@@ -292,7 +250,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
         assert_eq!(r["notify"].as_array().map(Vec::len), Some(1), "{r}");
 
         // A dry run decides and computes effects but writes nothing.
-        let before = count(
+        let before = scalar(
             &t.db,
             "SELECT COUNT(*) FROM contacts WHERE owner_id = 't4-u7'",
         )
@@ -300,7 +258,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
         let r = p.act("t4", "t4-u7", "delete", "t4-u1", &["--dry-run"]);
         assert_eq!(r["dry_run"], true);
         assert_eq!(
-            count(
+            scalar(
                 &t.db,
                 "SELECT COUNT(*) FROM contacts WHERE owner_id = 't4-u7'"
             )

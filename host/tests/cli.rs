@@ -3,22 +3,14 @@
 
 mod common;
 
-use std::process::Command;
-
-fn lethe(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
-}
+use common::{lethe, lethe_json};
 
 #[tokio::test]
 async fn seed_check_and_act_without_a_policy_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
     let url = format!("sqlite:{}", db.display());
-    let out = lethe(&[
+    let report = lethe_json(&[
         "seed",
         "--database",
         &url,
@@ -31,12 +23,6 @@ async fn seed_check_and_act_without_a_policy_runtime() {
         "--seed",
         "4",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["rows"]["users"], 6);
     assert_eq!(report["rows"]["deals"], 12);
 
