@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{call, lethe_cmd, lethe_json, policy_component, root, TestDb};
+use common::{call, lethe_cmd, lethe_json, policy_component, write_config, TestDb};
 use lethe::db::{Backend, Db};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -69,12 +69,10 @@ fn free_port() -> u16 {
 
 /// The server's config: the demo data map, tenant t4 only, short leases
 /// and small batches.
-fn write_config(dir: &Path, url: &str, port: u16) -> PathBuf {
+fn server_config(dir: &Path, url: &str, port: u16) -> PathBuf {
     let policy = policy_component("cohort-cleanup");
-    let text = format!(
-        "database_url = \"{url}\"\n\
-         datamap = \"{}\"\n\
-         listen = \"127.0.0.1:{port}\"\n\
+    let rest = format!(
+        "listen = \"127.0.0.1:{port}\"\n\
          sweep_interval_secs = 0\n\
          \n\
          [bulk]\n\
@@ -85,12 +83,9 @@ fn write_config(dir: &Path, url: &str, port: u16) -> PathBuf {
          [[tenant]]\n\
          id = \"{TENANT}\"\n\
          policy = \"{}\"\n",
-        root().join("examples/demo/datamap.toml").display(),
         policy.display()
     );
-    let path = dir.join("lethe.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_config(dir, url, &rest)
 }
 
 /// A `lethe serve` process; killed when dropped (a failing test leaves no
@@ -466,7 +461,7 @@ async fn kill_and_resume(backend: Backend) {
         "2",
     ]);
     let port = free_port();
-    let config = write_config(dir.path(), &t.url, port);
+    let config = server_config(dir.path(), &t.url, port);
     let key = lethe_json(&[
         "keys",
         "create",

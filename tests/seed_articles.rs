@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{lethe_json, root, scalar, text, TestDb, BACKENDS};
+use common::{lethe_json, root, scalar, text, write_config, TestDb, BACKENDS};
 use serde_json::Value;
 
 const NOW: &str = "1795000000";
@@ -19,11 +19,8 @@ const NOW: &str = "1795000000";
 fn config(dir: &Path, url: &str) -> PathBuf {
     let demo = std::fs::read_to_string(root().join("examples/demo/lethe.toml")).unwrap();
     let demo_dir = root().join("examples/demo");
-    let mut text = format!(
-        "database_url = \"{url}\"\ndatamap = \"{}\"\n",
-        demo_dir.join("datamap.toml").display()
-    );
     // Keep the [[tenant]] tables, with their policy paths made absolute.
+    let mut rest = String::new();
     let tenants = &demo[demo.find("[[tenant]]").unwrap()..];
     for line in tenants.lines() {
         match line.strip_prefix("policy = \"") {
@@ -35,17 +32,15 @@ fn config(dir: &Path, url: &str) -> PathBuf {
                     "{} is missing: run `bash policies/build.sh` first",
                     wasm.display()
                 );
-                text.push_str(&format!("policy = \"{}\"\n", wasm.display()));
+                rest.push_str(&format!("policy = \"{}\"\n", wasm.display()));
             }
             None => {
-                text.push_str(line);
-                text.push('\n');
+                rest.push_str(line);
+                rest.push('\n');
             }
         }
     }
-    let path = dir.join("lethe.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_config(dir, url, &rest)
 }
 
 struct Platform {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{lethe, lethe_json};
+use common::{lethe, lethe_json, lethe_ok, write_config};
 
 #[tokio::test]
 async fn seed_check_and_act_without_a_policy_runtime() {
@@ -27,19 +27,10 @@ async fn seed_check_and_act_without_a_policy_runtime() {
     assert_eq!(report["rows"]["deals"], 12);
 
     let datamap = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo/datamap.toml");
-    let config = dir.path().join("lethe.toml");
-    std::fs::write(
-        &config,
-        format!("database_url = \"sqlite:demo.db\"\ndatamap = \"{datamap}\"\n"),
-    )
-    .unwrap();
-    let config = config.display().to_string();
-    let out = lethe(&["datamap", "check", "--config", &config]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let config = write_config(dir.path(), "sqlite:demo.db", "")
+        .display()
+        .to_string();
+    let out = lethe_ok(&["datamap", "check", "--config", &config]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
 
     // A map naming a missing column fails, naming table and column.

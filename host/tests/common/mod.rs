@@ -4,7 +4,7 @@
 //! copy of each.
 //!
 //! - The repository and the `lethe` binary: [`root`], [`policy_component`],
-//!   [`lethe_cmd`], [`lethe`], [`lethe_json`].
+//!   [`write_config`], [`lethe_cmd`], [`lethe`], [`lethe_ok`], [`lethe_json`].
 //! - HTTP: [`call`].
 //! - Test databases on both backends: [`TestDb`], [`BACKENDS`], [`seeded`],
 //!   [`seed_demo`], dumps and one-value queries ([`scalar`], [`text`],
@@ -70,15 +70,33 @@ pub fn lethe(args: &[&str]) -> Output {
     lethe_cmd().args(args).output().expect("run lethe")
 }
 
-/// Run `lethe args`, which must succeed; its stdout as JSON.
-pub fn lethe_json(args: &[&str]) -> Value {
+/// Run `lethe args`, which must succeed; what it did.
+pub fn lethe_ok(args: &[&str]) -> Output {
     let out = lethe(args);
     assert!(
         out.status.success(),
         "lethe {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out
+}
+
+/// Run `lethe args`, which must succeed; its stdout as JSON.
+pub fn lethe_json(args: &[&str]) -> Value {
+    serde_json::from_slice(&lethe_ok(args).stdout).unwrap()
+}
+
+/// Write `dir/lethe.toml` for the database at `url` with the demo's data
+/// map, followed by `rest` (more settings, tenants); its path.
+pub fn write_config(dir: &Path, url: &str, rest: &str) -> PathBuf {
+    let datamap = root().join("examples/demo/datamap.toml");
+    let text = format!(
+        "database_url = \"{url}\"\ndatamap = \"{}\"\n{rest}",
+        datamap.display()
+    );
+    let path = dir.join("lethe.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// One HTTP request to `url`, with `key` as bearer token and `body` as
@@ -345,8 +363,11 @@ pub async fn seed_demo(db: &Db, tenants: u32, users: u32, items: u32, seed: u64)
     .unwrap();
 }
 
-/// The first column of the one row `sql` returns, as an integer (a count).
-pub async fn scalar(db: &Db, sql: &str) -> i64 {
+/// The first column of the one row `sql` returns.
+async fn first_column<T>(db: &Db, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
     sqlx::query(sql)
         .fetch_one(db.pool())
         .await
@@ -355,14 +376,14 @@ pub async fn scalar(db: &Db, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// The first column of the one row `sql` returns, as an integer (a count).
+pub async fn scalar(db: &Db, sql: &str) -> i64 {
+    first_column(db, sql).await
+}
+
 /// The first column of the one row `sql` returns, as text (`None` for NULL).
 pub async fn text(db: &Db, sql: &str) -> Option<String> {
-    sqlx::query(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
+    first_column(db, sql).await
 }
 
 /// A user's email, name and phone, none of them NULL.
