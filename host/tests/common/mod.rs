@@ -129,8 +129,10 @@ pub async fn call(
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The backends every database test runs on.
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 
+/// The PostgreSQL server the tests use (`LETHE_TEST_PG`), without a database.
 pub fn pg_base() -> String {
     std::env::var("LETHE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
@@ -243,6 +245,7 @@ where
     }
 }
 
+/// One category of a plan.
 pub fn cat(name: &str, d: Disposition, only_open: bool) -> CategoryPlan {
     CategoryPlan {
         category: name.into(),
@@ -276,6 +279,7 @@ pub fn delete_plan(transfer_to: Option<&str>, window: u32) -> Plan {
     }
 }
 
+/// A plan that changes no data.
 pub fn empty_plan() -> Plan {
     Plan {
         categories: vec![],
@@ -300,6 +304,7 @@ pub fn allow_all() -> FnDecider<impl Fn(&Request) -> Result<Outcome, PolicyFault
     })
 }
 
+/// `action` on `user` by the tenant's first user (`{tenant}-u1`) at `now`.
 pub fn input(tenant: &str, user: &str, action: Action, now: i64) -> ActionInput {
     ActionInput {
         tenant: tenant.into(),
@@ -315,6 +320,7 @@ pub fn input(tenant: &str, user: &str, action: Action, now: i64) -> ActionInput 
     }
 }
 
+/// Table → its rows in a stable order, every value as text (`None`: NULL).
 pub type Dump = std::collections::BTreeMap<String, Vec<Vec<Option<String>>>>;
 
 /// The platform's tables (not Lethe's own, whose history grows).
