@@ -12,10 +12,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::TestDb;
+use common::{policy_component, root, seed_demo, TestDb};
 use lethe::api::{self, AppState, ServeOptions};
 use lethe::apikeys::{self, Principal, StaticKeys};
 use lethe::bulk::BulkSettings;
@@ -37,13 +36,6 @@ const TENANTS: [(&str, &str); 5] = [
 /// The body limit the test servers run with.
 const BODY_LIMIT: usize = 16 * 1024;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
-
 /// The five seed policies, loaded once per test binary (the runtime and
 /// its engine are shared, like in the server).
 fn policies() -> &'static TenantPolicies {
@@ -57,18 +49,10 @@ fn policies() -> &'static TenantPolicies {
             .expect("runtime");
             let tenants: Vec<TenantConfig> = TENANTS
                 .iter()
-                .map(|(t, p)| {
-                    let policy = root().join("policies/dist").join(format!("{p}.wasm"));
-                    assert!(
-                        policy.exists(),
-                        "{} missing: run `bash policies/build.sh`",
-                        policy.display()
-                    );
-                    TenantConfig {
-                        id: (*t).into(),
-                        policy,
-                        api_key_sha256: vec![],
-                    }
+                .map(|(t, p)| TenantConfig {
+                    id: (*t).into(),
+                    policy: policy_component(p),
+                    api_key_sha256: vec![],
                 })
                 .collect();
             let policies = TenantPolicies::load(&runtime, &tenants).expect("policies load");
@@ -98,17 +82,7 @@ impl Server {
     /// batches and polls often, so tests see jobs move.
     async fn start_with(backend: Backend, users: u32) -> Server {
         let t = TestDb::new(backend).await;
-        lethe::seed::seed(
-            &t.db,
-            &lethe::seed::SeedOptions {
-                tenants: 5,
-                users,
-                items: 6,
-                seed: 1,
-            },
-        )
-        .await
-        .unwrap();
+        seed_demo(&t.db, 5, users, 6, 1).await;
         // The demo's own data map, as `lethe serve` runs it.
         let map =
             lethe::datamap::DataMap::parse(include_str!("../examples/demo/datamap.toml")).unwrap();
@@ -175,22 +149,8 @@ impl Server {
         key: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let v = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, v)
+        let url = format!("{}{path}", self.base);
+        common::call(&self.http, method, &url, key, body).await
     }
 
     async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
@@ -1541,7 +1501,7 @@ async fn bulk_cancel(backend: Backend) {
 async fn bulk_cli(backend: Backend) {
     let s = Server::start(backend).await;
     let lethe = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_lethe"));
+        let mut cmd = tokio::process::Command::from(common::lethe_cmd());
         cmd.arg("bulk")
             .args(args)
             .args(["--server", &s.base, "--tenant", "t4"])

@@ -22,11 +22,12 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use common::{call, lethe_cmd, lethe_json, policy_component, write_config, TestDb};
 use lethe::db::{Backend, Db};
+use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -57,30 +58,6 @@ const OWNED: [(&str, &str); 9] = [
     ("sessions", "user_id"),
 ];
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
-
-fn lethe_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lethe"));
-    cmd.env("LETHE_CACHE_DIR", root().join("target/lethe-cache"));
-    cmd
-}
-
-/// Run the binary to completion; its stdout as JSON.
-fn lethe(args: &[&str]) -> Value {
-    let out = lethe_cmd().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "lethe {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// A loopback port nobody listens on (now).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -92,17 +69,10 @@ fn free_port() -> u16 {
 
 /// The server's config: the demo data map, tenant t4 only, short leases
 /// and small batches.
-fn write_config(dir: &Path, url: &str, port: u16) -> PathBuf {
-    let policy = root().join("policies/dist/cohort-cleanup.wasm");
-    assert!(
-        policy.exists(),
-        "{} is missing: run `bash policies/build.sh` first",
-        policy.display()
-    );
-    let text = format!(
-        "database_url = \"{url}\"\n\
-         datamap = \"{}\"\n\
-         listen = \"127.0.0.1:{port}\"\n\
+fn server_config(dir: &Path, url: &str, port: u16) -> PathBuf {
+    let policy = policy_component("cohort-cleanup");
+    let rest = format!(
+        "listen = \"127.0.0.1:{port}\"\n\
          sweep_interval_secs = 0\n\
          \n\
          [bulk]\n\
@@ -113,12 +83,9 @@ fn write_config(dir: &Path, url: &str, port: u16) -> PathBuf {
          [[tenant]]\n\
          id = \"{TENANT}\"\n\
          policy = \"{}\"\n",
-        root().join("examples/demo/datamap.toml").display(),
         policy.display()
     );
-    let path = dir.join("lethe.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_config(dir, url, &rest)
 }
 
 /// A `lethe serve` process; killed when dropped (a failing test leaves no
@@ -148,6 +115,11 @@ impl Server {
         }
     }
 
+    /// The URL of `path` on this server.
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -162,7 +134,7 @@ impl Server {
                     self.log_text()
                 );
             }
-            if let Ok(r) = http.get(format!("{}/healthz", self.base)).send().await {
+            if let Ok(r) = http.get(self.url("/healthz")).send().await {
                 if r.status().is_success() {
                     return;
                 }
@@ -216,25 +188,6 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
-}
-
-/// One request with the tenant key; the status and the JSON body.
-async fn call(
-    http: &reqwest::Client,
-    server: &Server,
-    key: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (reqwest::StatusCode, Value) {
-    let url = format!("{}{path}", server.base);
-    let req = match body {
-        Some(b) => http.post(url).json(&b),
-        None => http.get(url),
-    };
-    let resp = req.bearer_auth(key).send().await.unwrap();
-    let status = resp.status();
-    let body = resp.json().await.unwrap_or(Value::Null);
-    (status, body)
 }
 
 fn count(v: &Value, field: &str) -> u64 {
@@ -496,7 +449,7 @@ async fn kill_and_resume(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let users = USERS.to_string();
     let tenants = TENANTS.to_string();
-    lethe(&[
+    lethe_json(&[
         "seed",
         "--database",
         &t.url,
@@ -508,8 +461,8 @@ async fn kill_and_resume(backend: Backend) {
         "2",
     ]);
     let port = free_port();
-    let config = write_config(dir.path(), &t.url, port);
-    let key = lethe(&[
+    let config = server_config(dir.path(), &t.url, port);
+    let key = lethe_json(&[
         "keys",
         "create",
         "--config",
@@ -539,9 +492,9 @@ async fn kill_and_resume(backend: Backend) {
     });
     let (status, preview) = call(
         &http,
-        &server,
-        &key,
-        &format!("/v1/tenants/{TENANT}/bulk/preview"),
+        Method::POST,
+        &server.url(&format!("/v1/tenants/{TENANT}/bulk/preview")),
+        Some(&key),
         Some(selection),
     )
     .await;
@@ -559,12 +512,12 @@ async fn kill_and_resume(backend: Backend) {
     assert!(allow > 0 && escalate > 0 && deny > 0, "{outcomes}");
     let (status, job) = call(
         &http,
-        &server,
-        &key,
-        &format!(
+        Method::POST,
+        &server.url(&format!(
             "/v1/tenants/{TENANT}/bulk/{}/execute",
             preview["preview_id"].as_str().unwrap()
-        ),
+        )),
+        Some(&key),
         Some(json!({"confirm_count": count(&preview, "confirm_count")})),
     )
     .await;
@@ -578,7 +531,8 @@ async fn kill_and_resume(backend: Backend) {
     // Kill the server (SIGKILL) once a few batches are through.
     let deadline = Instant::now() + Duration::from_secs(180);
     let seen = loop {
-        let (status, job) = call(&http, &server, &key, &job_path, None).await;
+        let (status, job) =
+            call(&http, Method::GET, &server.url(&job_path), Some(&key), None).await;
         assert_eq!(status, 200, "{job}");
         assert!(
             job["status"] != "completed",
@@ -635,7 +589,8 @@ async fn kill_and_resume(backend: Backend) {
     let restarted = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(180);
     let job = loop {
-        let (status, job) = call(&http, &server, &key, &job_path, None).await;
+        let (status, job) =
+            call(&http, Method::GET, &server.url(&job_path), Some(&key), None).await;
         assert_eq!(status, 200, "{job}");
         if job["status"] == "completed" {
             break job;

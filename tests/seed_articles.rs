@@ -9,31 +9,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{TestDb, BACKENDS};
-use lethe::db::Db;
+use common::{lethe_json, root, scalar, text, write_config, TestDb, BACKENDS};
 use serde_json::Value;
-use sqlx::Row;
 
 const NOW: &str = "1795000000";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// A config for `url` with the demo data map and the demo tenants' policies.
 fn config(dir: &Path, url: &str) -> PathBuf {
     let demo = std::fs::read_to_string(root().join("examples/demo/lethe.toml")).unwrap();
     let demo_dir = root().join("examples/demo");
-    let mut text = format!(
-        "database_url = \"{url}\"\ndatamap = \"{}\"\n",
-        demo_dir.join("datamap.toml").display()
-    );
     // Keep the [[tenant]] tables, with their policy paths made absolute.
+    let mut rest = String::new();
     let tenants = &demo[demo.find("[[tenant]]").unwrap()..];
     for line in tenants.lines() {
         match line.strip_prefix("policy = \"") {
@@ -45,31 +32,15 @@ fn config(dir: &Path, url: &str) -> PathBuf {
                     "{} is missing: run `bash policies/build.sh` first",
                     wasm.display()
                 );
-                text.push_str(&format!("policy = \"{}\"\n", wasm.display()));
+                rest.push_str(&format!("policy = \"{}\"\n", wasm.display()));
             }
             None => {
-                text.push_str(line);
-                text.push('\n');
+                rest.push_str(line);
+                rest.push('\n');
             }
         }
     }
-    let path = dir.join("lethe.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn lethe(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(args)
-        .env("LETHE_CACHE_DIR", root().join("target/lethe-cache"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lethe {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    write_config(dir, url, &rest)
 }
 
 struct Platform {
@@ -85,7 +56,7 @@ impl Platform {
             "--actor", actor, "--now", NOW,
         ];
         args.extend_from_slice(extra);
-        lethe(&args)
+        lethe_json(&args)
     }
 }
 
@@ -109,24 +80,6 @@ fn effect(r: &Value, category: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn text(db: &Db, sql: &str) -> Option<String> {
-    sqlx::query(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
-}
-
-async fn count(db: &Db, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn lethe_act_reproduces_the_five_seed_articles() {
     for backend in BACKENDS {
@@ -135,7 +88,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
         let p = Platform {
             config: config(dir.path(), &t.url),
         };
-        let seeded = lethe(&[
+        let seeded = lethe_json(&[
             "seed",
             "--database",
             &t.url,
@@ -162,7 +115,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
 
         // 001 two-stage-erase (t2): delete, restore, delete, erase only by a
         // primary domain contact with the permission.
-        let billing_before = count(
+        let billing_before = scalar(
             &t.db,
             "SELECT COUNT(*) FROM billing_seats WHERE user_id = 't2-u6'",
         )
@@ -195,12 +148,12 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             "{r}"
         );
         assert_eq!(
-            count(&t.db, "SELECT COUNT(*) FROM admin_activity WHERE actor_id = 't2-u6' OR target_id = 't2-u6'").await,
+            scalar(&t.db, "SELECT COUNT(*) FROM admin_activity WHERE actor_id = 't2-u6' OR target_id = 't2-u6'").await,
             0,
             "activity log references are pseudonymised"
         );
         assert_eq!(
-            count(
+            scalar(
                 &t.db,
                 "SELECT COUNT(*) FROM billing_seats WHERE user_id = 't2-u6'"
             )
@@ -209,7 +162,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             "billing kept"
         );
         assert!(billing_before > 0);
-        let after = count(
+        let after = scalar(
             &t.db,
             &format!("SELECT COUNT(*) FROM users WHERE email = '{email}'"),
         )
@@ -223,7 +176,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             outcome(&p.act("t3", "t3-u5", "delete", "t3-u2", &[])),
             ("deny", "user-not-deactivated", "-")
         );
-        let open_deals = count(
+        let open_deals = scalar(
             &t.db,
             "SELECT COUNT(*) FROM deals WHERE owner_id = 't3-u3' AND status = 'open'",
         )
@@ -244,7 +197,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             Some("(deleted user)")
         );
         assert_eq!(
-            count(
+            scalar(
                 &t.db,
                 "SELECT COUNT(*) FROM deals WHERE owner_id = 't3-u3' AND status = 'open'"
             )
@@ -265,7 +218,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
             "irreversible: no restore log"
         );
         assert_eq!(
-            count(
+            scalar(
                 &t.db,
                 "SELECT COUNT(*) FROM contacts WHERE owner_id = 't4-u6'"
             )
@@ -292,7 +245,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
         assert_eq!(r["notify"].as_array().map(Vec::len), Some(1), "{r}");
 
         // A dry run decides and computes effects but writes nothing.
-        let before = count(
+        let before = scalar(
             &t.db,
             "SELECT COUNT(*) FROM contacts WHERE owner_id = 't4-u7'",
         )
@@ -300,7 +253,7 @@ async fn lethe_act_reproduces_the_five_seed_articles() {
         let r = p.act("t4", "t4-u7", "delete", "t4-u1", &["--dry-run"]);
         assert_eq!(r["dry_run"], true);
         assert_eq!(
-            count(
+            scalar(
                 &t.db,
                 "SELECT COUNT(*) FROM contacts WHERE owner_id = 't4-u7'"
             )

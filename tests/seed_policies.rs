@@ -4,8 +4,10 @@
 //!
 //! Needs the components in `policies/dist/` (`bash policies/build.sh`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "../host/tests/common/mod.rs"]
+mod common;
+
+use common::{lethe, lethe_json, policy_component, root};
 
 const POLICIES: [&str; 5] = [
     "support-only",
@@ -15,36 +17,10 @@ const POLICIES: [&str; 5] = [
     "deactivate-first",
 ];
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
-
-fn component(name: &str) -> PathBuf {
-    let path = root().join("policies/dist").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `bash policies/build.sh` first",
-        path.display()
-    );
-    path
-}
-
-fn lethe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(args)
-        .current_dir(root())
-        .env("LETHE_CACHE_DIR", root().join("target/lethe-cache"))
-        .output()
-        .expect("run lethe")
-}
-
 #[test]
 fn every_seed_policy_passes_its_cases() {
     for name in POLICIES {
-        let wasm = component(name);
+        let wasm = policy_component(name);
         let cases = root().join("policies").join(name).join("cases.toml");
         let out = lethe(&[
             "policy",
@@ -73,21 +49,15 @@ fn every_seed_policy_passes_its_cases() {
 
 /// Runs one example request through one policy; returns the decision JSON.
 fn decide(policy: &str, request: &str) -> serde_json::Value {
-    let wasm = component(policy);
+    let wasm = policy_component(policy);
     let input = root().join("examples/requests").join(request);
-    let out = lethe(&[
+    lethe_json(&[
         "policy",
         "run",
         wasm.to_str().unwrap(),
         "--input",
         input.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{policy} on {request}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("decision JSON")
+    ])
 }
 
 #[test]
@@ -162,7 +132,7 @@ fn a_wrong_expectation_fails_the_run() {
         "deactivate-first's cases expect the user-active code"
     );
     std::fs::write(&cases, bad).unwrap();
-    let wasm = component("deactivate-first");
+    let wasm = policy_component("deactivate-first");
     let out = lethe(&[
         "policy",
         "test",
@@ -177,10 +147,8 @@ fn a_wrong_expectation_fails_the_run() {
 
 #[test]
 fn inspect_lists_describe_imports_and_exports() {
-    let wasm = component("cohort-cleanup");
-    let out = lethe(&["policy", "inspect", wasm.to_str().unwrap()]);
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wasm = policy_component("cohort-cleanup");
+    let v = lethe_json(&["policy", "inspect", wasm.to_str().unwrap()]);
     assert_eq!(v["describe"]["name"], "cohort-cleanup");
     assert_eq!(v["contract"], "0.1.0");
     assert_eq!(v["imports"], serde_json::json!(["lethe:policy/host@0.1.0"]));

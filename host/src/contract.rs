@@ -11,7 +11,18 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// For a field that may be left out (`#[serde(default)]`): `null` means the
+/// same as leaving it out, the field's default. (`Option` fields need no
+/// help: `null` is `None` already.)
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
 
 /// A lifecycle action on a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -142,18 +153,18 @@ pub type Attributes = BTreeMap<String, String>;
 pub struct Subject {
     pub id: String,
     pub state: LifecycleState,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub roles: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub permissions: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub domain: String,
     pub created_at: i64,
     #[serde(default)]
     pub last_login_at: Option<i64>,
     #[serde(default)]
     pub deleted_at: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub attributes: Attributes,
 }
 
@@ -161,13 +172,13 @@ pub struct Subject {
 pub struct Actor {
     pub kind: ActorKind,
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub roles: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub permissions: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub domain: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub attributes: Attributes,
 }
 
@@ -186,13 +197,13 @@ pub struct Request {
     pub now: i64,
     pub subject: Subject,
     pub actor: Actor,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub holdings: Vec<Holding>,
     #[serde(default)]
     pub transfer_to: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub bulk: bool,
 }
 
@@ -209,7 +220,7 @@ pub enum Disposition {
 pub struct CategoryPlan {
     pub category: String,
     pub disposition: Disposition,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub only_open: bool,
 }
 
@@ -240,14 +251,14 @@ pub enum References {
 /// What an allowed action does to the subject's data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub categories: Vec<CategoryPlan>,
     #[serde(default)]
     pub transfer_target: Option<TransferTarget>,
     pub profile: ProfilePlan,
     pub restore_window_days: u32,
     pub references: References,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub notify: Vec<String>,
 }
 
@@ -360,5 +371,117 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(EXAMPLE_REQUEST).unwrap();
         v["acton"] = "delete".into();
         assert!(serde_json::from_value::<Request>(v).is_err());
+    }
+
+    /// `value` with the field at `path` (object keys) set to `null`, and
+    /// `value` without it.
+    fn null_and_absent(
+        value: &serde_json::Value,
+        path: &[&str],
+    ) -> (serde_json::Value, serde_json::Value) {
+        let (field, parents) = path.split_last().unwrap();
+        let (mut null, mut absent) = (value.clone(), value.clone());
+        let (mut n, mut a) = (&mut null, &mut absent);
+        for key in parents {
+            n = &mut n[*key];
+            a = &mut a[*key];
+        }
+        assert!(a.get(*field).is_some(), "{path:?} is in the example");
+        n[*field] = serde_json::Value::Null;
+        a.as_object_mut().unwrap().remove(*field);
+        (null, absent)
+    }
+
+    #[test]
+    fn null_means_absent_where_a_field_may_be_left_out() {
+        // The reported case: a support actor with `"domain": null`.
+        let actor: Actor =
+            serde_json::from_str(r#"{"kind":"support","id":"s-1","domain":null}"#).unwrap();
+        assert_eq!(
+            actor,
+            serde_json::from_str::<Actor>(r#"{"kind":"support","id":"s-1"}"#).unwrap()
+        );
+        assert_eq!(actor.domain, "");
+
+        // Every field of a request that may be left out.
+        let request: serde_json::Value = serde_json::from_str(EXAMPLE_REQUEST).unwrap();
+        for path in [
+            &["subject", "roles"][..],
+            &["subject", "permissions"],
+            &["subject", "domain"],
+            &["subject", "last_login_at"],
+            &["subject", "deleted_at"],
+            &["subject", "attributes"],
+            &["actor", "roles"],
+            &["actor", "permissions"],
+            &["actor", "domain"],
+            &["actor", "attributes"],
+            &["holdings"],
+            &["transfer_to"],
+            &["reason"],
+            &["bulk"],
+        ] {
+            let (null, absent) = null_and_absent(&request, path);
+            let null: Request = serde_json::from_value(null)
+                .unwrap_or_else(|e| panic!("{path:?}: null refused: {e}"));
+            let absent: Request = serde_json::from_value(absent).unwrap();
+            assert_eq!(null, absent, "{path:?}");
+        }
+
+        // And of a decision's plan.
+        let decision = serde_json::json!({
+            "outcome": "allow",
+            "plan": {
+                "categories": [{"category": "deals", "disposition": "transfer", "only_open": true}],
+                "transfer_target": {"user": "u-7"},
+                "profile": "keep",
+                "restore_window_days": 30,
+                "references": "keep",
+                "notify": ["dpo"],
+            },
+            "rules": [],
+            "fuel_used": 1,
+            "elapsed_us": 1,
+        });
+        for path in [
+            &["plan", "categories"][..],
+            &["plan", "transfer_target"],
+            &["plan", "notify"],
+        ] {
+            let (null, absent) = null_and_absent(&decision, path);
+            let null: Decision = serde_json::from_value(null)
+                .unwrap_or_else(|e| panic!("{path:?}: null refused: {e}"));
+            let absent: Decision = serde_json::from_value(absent).unwrap();
+            assert_eq!(null, absent, "{path:?}");
+        }
+        let category = &decision["plan"]["categories"][0];
+        let (null, absent) = null_and_absent(category, &["only_open"]);
+        let null: CategoryPlan = serde_json::from_value(null).unwrap();
+        assert_eq!(null, serde_json::from_value(absent).unwrap());
+        assert!(!null.only_open);
+    }
+
+    #[test]
+    fn null_is_refused_where_a_field_is_required() {
+        let request: serde_json::Value = serde_json::from_str(EXAMPLE_REQUEST).unwrap();
+        for path in [
+            &["action"][..],
+            &["now"],
+            &["subject", "id"],
+            &["subject", "state"],
+            &["subject", "created_at"],
+            &["actor", "kind"],
+            &["actor", "id"],
+        ] {
+            let (null, absent) = null_and_absent(&request, path);
+            assert!(
+                serde_json::from_value::<Request>(null).is_err(),
+                "{path:?}: null accepted"
+            );
+            assert!(
+                serde_json::from_value::<Request>(absent).is_err(),
+                "{path:?}: absence accepted"
+            );
+        }
     }
 }

@@ -3,22 +3,14 @@
 
 mod common;
 
-use std::process::Command;
-
-fn lethe(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
-}
+use common::{lethe, lethe_json, lethe_ok, write_config};
 
 #[tokio::test]
 async fn seed_check_and_act_without_a_policy_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
     let url = format!("sqlite:{}", db.display());
-    let out = lethe(&[
+    let report = lethe_json(&[
         "seed",
         "--database",
         &url,
@@ -31,29 +23,14 @@ async fn seed_check_and_act_without_a_policy_runtime() {
         "--seed",
         "4",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["rows"]["users"], 6);
     assert_eq!(report["rows"]["deals"], 12);
 
     let datamap = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo/datamap.toml");
-    let config = dir.path().join("lethe.toml");
-    std::fs::write(
-        &config,
-        format!("database_url = \"sqlite:demo.db\"\ndatamap = \"{datamap}\"\n"),
-    )
-    .unwrap();
-    let config = config.display().to_string();
-    let out = lethe(&["datamap", "check", "--config", &config]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let config = write_config(dir.path(), "sqlite:demo.db", "")
+        .display()
+        .to_string();
+    let out = lethe_ok(&["datamap", "check", "--config", &config]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
 
     // A map naming a missing column fails, naming table and column.

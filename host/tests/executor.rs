@@ -14,24 +14,6 @@ use sqlx::Row;
 
 const NOW: i64 = EPOCH + 1000;
 
-async fn scalar(db: &lethe::db::Db, sql: &str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
-}
-
-async fn text(db: &lethe::db::Db, sql: &str) -> Option<String> {
-    sqlx::query(sql)
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
-}
-
 #[tokio::test]
 async fn delete_then_restore_is_identity() {
     for backend in BACKENDS {
@@ -146,17 +128,6 @@ async fn all_text(db: &lethe::db::Db) -> Vec<(String, String)> {
         }
     }
     out
-}
-
-async fn identity(db: &lethe::db::Db, user: &str) -> Vec<String> {
-    let row = sqlx::query("SELECT email, name, phone FROM users WHERE id = $1")
-        .bind(user)
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-    (0..3)
-        .map(|i| row.try_get::<String, _>(i).unwrap())
-        .collect()
 }
 
 #[tokio::test]

@@ -17,7 +17,6 @@ use lethe::executor::{ExecError, PolicyFault};
 use lethe::seed::EPOCH;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use sqlx::Row;
 
 const CATEGORIES: [&str; 10] = [
     "contacts",
@@ -128,17 +127,6 @@ fn delete_then_restore_leaves_every_table_identical() {
             .unwrap();
         rt.block_on(t.drop_db());
     }
-}
-
-async fn identity(db: &lethe::db::Db, user: &str) -> Vec<String> {
-    let row = sqlx::query("SELECT email, name, phone FROM users WHERE id = $1")
-        .bind(user)
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-    (0..3)
-        .map(|i| row.try_get::<String, _>(i).unwrap())
-        .collect()
 }
 
 #[test]

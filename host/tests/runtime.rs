@@ -3,22 +3,13 @@
 //!
 //! Needs the components in `policies/dist/` (`bash policies/build.sh`).
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{policy_component, root};
 use lethe::contract::{Outcome, Request};
 use lethe::policy::{CacheOutcome, Limits, Policy, PolicyFault, Runtime, RuntimeConfig};
-
-fn dist(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../policies/dist")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `bash policies/build.sh` first",
-        path.display()
-    );
-    path
-}
 
 fn runtime(cache_dir: Option<PathBuf>) -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -29,16 +20,14 @@ fn runtime(cache_dir: Option<PathBuf>) -> Runtime {
 }
 
 fn request() -> Request {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/requests/delete-active-by-admin.json"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(root().join("examples/requests/delete-active-by-admin.json"))
+            .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 fn load(rt: &Runtime, name: &str) -> Policy {
-    rt.load_file(&dist(name)).expect("load")
+    rt.load_file(&policy_component(name)).expect("load")
 }
 
 #[test]
@@ -143,7 +132,7 @@ fn fuel_is_deterministic_and_sessions_agree_with_fresh_instances() {
 #[test]
 fn a_fuel_budget_too_small_for_the_policy_is_a_fault_not_a_decision() {
     let rt = runtime(None);
-    let wasm = std::fs::read(dist("deactivate-first")).unwrap();
+    let wasm = std::fs::read(policy_component("deactivate-first")).unwrap();
     let probe = rt.load(&wasm).unwrap().decide(&request()).unwrap();
     // Enough to load and describe, not enough to decide this request twice over.
     let tight = Limits {
@@ -161,9 +150,7 @@ fn a_fuel_budget_too_small_for_the_policy_is_a_fault_not_a_decision() {
 
 #[test]
 fn python_and_javascript_policies_decide_like_the_rust_ones() {
-    let rt = runtime(Some(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lethe-cache"),
-    ));
+    let rt = runtime(Some(root().join("target/lethe-cache")));
     let py = load(&rt, "transfer-and-scrub");
     assert_eq!(py.info().name, "transfer-and-scrub");
     match py.decide(&request()).unwrap().outcome {

@@ -1,12 +1,27 @@
-//! Test databases on both backends.
+//! Helpers shared by every test binary: the host's own (`host/tests/*.rs`,
+//! `mod common;`) and the end-to-end ones in the top-level `tests/`
+//! (`#[path = "../host/tests/common/mod.rs"] mod common;`), so there is one
+//! copy of each.
+//!
+//! - The repository and the `lethe` binary: [`root`], [`policy_component`],
+//!   [`write_config`], [`lethe_cmd`], [`lethe`], [`lethe_ok`], [`lethe_json`].
+//! - HTTP: [`call`].
+//! - Test databases on both backends: [`TestDb`], [`BACKENDS`], [`seeded`],
+//!   [`seed_demo`], dumps and one-value queries ([`scalar`], [`text`],
+//!   [`identity`]).
+//! - A Rust stand-in for policies: [`FnDecider`], [`allow_all`] and plans.
 //!
 //! Every executor test runs on SQLite (a temporary file) and PostgreSQL (a
 //! uniquely named database created for the test and dropped afterwards).
 //! PostgreSQL is found at `LETHE_TEST_PG` (default
 //! `postgres://postgres@127.0.0.1:5432`); the tests fail rather than skip
 //! when it is unreachable, so a green run means both backends were tested.
+//!
+//! Not every binary uses every helper, hence `dead_code` is allowed.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use lethe::contract::{
@@ -15,11 +30,109 @@ use lethe::contract::{
 };
 use lethe::db::{Backend, Db};
 use lethe::executor::{ActionInput, ActorRef, Decider, PolicyFault, Verdict};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::Row;
+
+/// The repository root (`host/`'s parent): `policies/`, `examples/`.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// A built policy component, `policies/dist/{name}.wasm`; fails the test
+/// when it has not been built.
+pub fn policy_component(name: &str) -> PathBuf {
+    let path = root().join("policies/dist").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash policies/build.sh` first",
+        path.display()
+    );
+    path
+}
+
+/// The built `lethe` binary, run in the repository root with the compile
+/// cache the tests share (`target/lethe-cache`) and without backtraces (its
+/// errors read as a user sees them).
+pub fn lethe_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lethe"));
+    cmd.current_dir(root())
+        .env("LETHE_CACHE_DIR", root().join("target/lethe-cache"))
+        .env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+/// Run `lethe args` to completion; what it did, success or not.
+pub fn lethe(args: &[&str]) -> Output {
+    lethe_cmd().args(args).output().expect("run lethe")
+}
+
+/// Run `lethe args`, which must succeed; what it did.
+pub fn lethe_ok(args: &[&str]) -> Output {
+    let out = lethe(args);
+    assert!(
+        out.status.success(),
+        "lethe {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Run `lethe args`, which must succeed; its stdout as JSON.
+pub fn lethe_json(args: &[&str]) -> Value {
+    serde_json::from_slice(&lethe_ok(args).stdout).unwrap()
+}
+
+/// Write `dir/lethe.toml` for the database at `url` with the demo's data
+/// map, followed by `rest` (more settings, tenants); its path.
+pub fn write_config(dir: &Path, url: &str, rest: &str) -> PathBuf {
+    let datamap = root().join("examples/demo/datamap.toml");
+    let text = format!(
+        "database_url = \"{url}\"\ndatamap = \"{}\"\n{rest}",
+        datamap.display()
+    );
+    let path = dir.join("lethe.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One HTTP request to `url`, with `key` as bearer token and `body` as
+/// JSON. The status and the body as JSON: `Null` when empty, a JSON string
+/// when it is not JSON.
+pub async fn call(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = http.request(method, url);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, v)
+}
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The backends every database test runs on.
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 
+/// The PostgreSQL server the tests use (`LETHE_TEST_PG`), without a database.
 pub fn pg_base() -> String {
     std::env::var("LETHE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
@@ -132,6 +245,7 @@ where
     }
 }
 
+/// One category of a plan.
 pub fn cat(name: &str, d: Disposition, only_open: bool) -> CategoryPlan {
     CategoryPlan {
         category: name.into(),
@@ -165,6 +279,7 @@ pub fn delete_plan(transfer_to: Option<&str>, window: u32) -> Plan {
     }
 }
 
+/// A plan that changes no data.
 pub fn empty_plan() -> Plan {
     Plan {
         categories: vec![],
@@ -189,6 +304,7 @@ pub fn allow_all() -> FnDecider<impl Fn(&Request) -> Result<Outcome, PolicyFault
     })
 }
 
+/// `action` on `user` by the tenant's first user (`{tenant}-u1`) at `now`.
 pub fn input(tenant: &str, user: &str, action: Action, now: i64) -> ActionInput {
     ActionInput {
         tenant: tenant.into(),
@@ -204,6 +320,7 @@ pub fn input(tenant: &str, user: &str, action: Action, now: i64) -> ActionInput 
     }
 }
 
+/// Table → its rows in a stable order, every value as text (`None`: NULL).
 pub type Dump = std::collections::BTreeMap<String, Vec<Vec<Option<String>>>>;
 
 /// The platform's tables (not Lethe's own, whose history grows).
@@ -227,8 +344,20 @@ pub async fn seeded(
     seed: u64,
 ) -> (TestDb, lethe::executor::Executor) {
     let t = TestDb::new(backend).await;
+    seed_demo(&t.db, tenants, users, items, seed).await;
+    let map = lethe::datamap::DataMap::parse(&test_datamap()).unwrap();
+    let ex = lethe::executor::Executor::new(t.db.clone(), map)
+        .await
+        .unwrap();
+    (t, ex)
+}
+
+/// Seed the demo platform into `db`, like `lethe seed`: `tenants` tenants
+/// of `users` users with `items` rows each per main category, generated
+/// from `seed`.
+pub async fn seed_demo(db: &Db, tenants: u32, users: u32, items: u32, seed: u64) {
     lethe::seed::seed(
-        &t.db,
+        db,
         &lethe::seed::SeedOptions {
             tenants,
             users,
@@ -238,11 +367,41 @@ pub async fn seeded(
     )
     .await
     .unwrap();
-    let map = lethe::datamap::DataMap::parse(&test_datamap()).unwrap();
-    let ex = lethe::executor::Executor::new(t.db.clone(), map)
+}
+
+/// The first column of the one row `sql` returns.
+async fn first_column<T>(db: &Db, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    sqlx::query(sql)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+/// The first column of the one row `sql` returns, as an integer (a count).
+pub async fn scalar(db: &Db, sql: &str) -> i64 {
+    first_column(db, sql).await
+}
+
+/// The first column of the one row `sql` returns, as text (`None` for NULL).
+pub async fn text(db: &Db, sql: &str) -> Option<String> {
+    first_column(db, sql).await
+}
+
+/// A user's email, name and phone, none of them NULL.
+pub async fn identity(db: &Db, user: &str) -> Vec<String> {
+    let row = sqlx::query("SELECT email, name, phone FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_one(db.pool())
         .await
         .unwrap();
-    (t, ex)
+    (0..3)
+        .map(|i| row.try_get::<String, _>(i).unwrap())
+        .collect()
 }
 
 /// The demo data map, plus billing exposed as a category: the demo keeps
