@@ -144,25 +144,58 @@ impl Platform {
         ids: &[S],
     ) -> String {
         let column = format!("{alias}.{}", quote_ident(col));
-        let list = match self.kind(table, col) {
-            Some(ColumnKind::Text) => q.texts(ids.iter().map(AsRef::as_ref)),
-            Some(ColumnKind::Integer) => {
-                q.ints(ids.iter().filter_map(|i| i.as_ref().parse::<i64>().ok()))
-            }
+        let placeholders: Vec<String> = match self.kind(table, col) {
+            Some(ColumnKind::Text) => ids.iter().map(|i| q.text(i.as_ref())).collect(),
+            Some(ColumnKind::Integer) => ids
+                .iter()
+                .filter_map(|i| i.as_ref().parse::<i64>().ok())
+                .map(|i| q.int(i))
+                .collect(),
+            // Anything else (uuid, numeric…) is compared as text.
             _ => {
-                let list = q.texts(ids.iter().map(AsRef::as_ref));
-                return match ids.len() {
-                    0 => "1 = 0".into(),
-                    _ => format!("CAST({column} AS TEXT) IN ({list})"),
+                let list: Vec<String> = ids.iter().map(|i| q.text(i.as_ref())).collect();
+                return match list.as_slice() {
+                    [] => "1 = 0".into(),
+                    _ => format!("CAST({column} AS TEXT) IN ({})", list.join(", ")),
                 };
             }
         };
-        if list.is_empty() {
-            "1 = 0".into()
-        } else if !list.contains(',') {
-            format!("{column} = {list}")
-        } else {
-            format!("{column} IN ({list})")
+        match placeholders.as_slice() {
+            [] => "1 = 0".into(),
+            [one] => format!("{column} = {one}"),
+            many => format!("{column} IN ({})", many.join(", ")),
+        }
+    }
+
+    /// A value to store in `table.col`, given as text (a user id, a scrub
+    /// value; `None`: NULL), typed like the column: PostgreSQL refuses text
+    /// in an integer or boolean column, so it is cast to the column's
+    /// declared type there; SQLite stores integers as integers.
+    pub(crate) fn value_for(&self, q: &mut Sql, table: &str, col: &str, v: Option<&str>) -> String {
+        let Some(v) = v else {
+            return "NULL".into();
+        };
+        let info = self
+            .inner
+            .schema
+            .tables
+            .get(table)
+            .and_then(|t| t.columns.get(col));
+        match (info, self.backend()) {
+            (None, _) => q.text(v),
+            (Some(c), _) if c.kind == ColumnKind::Text => q.text(v),
+            // information_schema names user-defined types and arrays only
+            // generically; those are left to PostgreSQL's own coercion.
+            (Some(c), Backend::Postgres)
+                if matches!(c.decl_type.as_str(), "USER-DEFINED" | "ARRAY") =>
+            {
+                q.text(v)
+            }
+            (Some(c), Backend::Postgres) => format!("CAST({} AS {})", q.text(v), c.decl_type),
+            (Some(c), Backend::Sqlite) => match v.parse::<i64>() {
+                Ok(i) if c.kind == ColumnKind::Integer => q.int(i),
+                _ => q.text(v),
+            },
         }
     }
 

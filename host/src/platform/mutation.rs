@@ -199,7 +199,10 @@ impl Platform {
             Change::Set(sets) => {
                 let sets: Vec<String> = sets
                     .iter()
-                    .map(|(c, v)| format!("{} = {}", quote_ident(c), q.opt_text(v.as_deref())))
+                    .map(|(c, v)| {
+                        let v = self.value_for(&mut q, table, c, v.as_deref());
+                        format!("{} = {v}", quote_ident(c))
+                    })
                     .collect();
                 q.push(&format!(
                     "UPDATE {tbl} SET {} WHERE {cond}",

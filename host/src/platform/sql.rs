@@ -69,15 +69,6 @@ impl Sql {
             .join(", ")
     }
 
-    /// Bind each integer; returns `$a, $b, …`.
-    pub fn ints(&mut self, values: impl IntoIterator<Item = i64>) -> String {
-        values
-            .into_iter()
-            .map(|v| self.int(v))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
     fn bind(&mut self, a: Arg) -> String {
         self.args.push(a);
         format!("${}", self.args.len())
