@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::problem::ProblemDetails;
 use super::{AppState, Body, Caller, Params, Problem};
-use crate::bulk::{ExecuteRequest, ItemPage, Job, JobPage, Preview, PreviewRequest};
+use crate::bulk::{ExecuteRequest, ItemPage, ItemStatus, Job, JobPage, Preview, PreviewRequest};
 
 /// How often the progress stream looks at the job.
 const EVENT_POLL: Duration = Duration::from_millis(250);
@@ -106,7 +106,7 @@ pub async fn job(
 #[into_params(parameter_in = Query)]
 pub struct ItemsQuery {
     /// pending, applied, escalated, denied, failed or cancelled.
-    pub status: Option<String>,
+    pub status: Option<ItemStatus>,
     /// 1..=1000, default 100.
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -129,7 +129,7 @@ pub async fn items(
             .items(
                 &t,
                 &id,
-                q.status.as_deref(),
+                q.status,
                 q.limit.unwrap_or(100),
                 q.cursor.as_deref(),
             )
