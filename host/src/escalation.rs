@@ -570,3 +570,25 @@ impl Step<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip_through_sql_and_json() {
+        for s in [
+            EscalationStatus::Pending,
+            EscalationStatus::Approving,
+            EscalationStatus::Approved,
+            EscalationStatus::Rejected,
+        ] {
+            assert_eq!(s.as_str().parse::<EscalationStatus>(), Ok(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
+        assert!("closed".parse::<EscalationStatus>().is_err());
+    }
+}

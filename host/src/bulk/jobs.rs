@@ -115,9 +115,13 @@ impl Bulk {
     /// a running one stops before its next user (this host) or batch
     /// (another host). Users already done stay done.
     pub async fn cancel(&self, tenant: &str, job_id: &str) -> Result<Job, BulkError> {
-        let job = self.job(tenant, job_id).await?;
-        if job.is_terminal() {
-            return Err(BulkError::Finished { status: job.status });
+        let status = self
+            .job(tenant, job_id)
+            .await?
+            .status()
+            .map_err(|e| BulkError::Corrupt(e.to_string()))?;
+        if status.is_terminal() {
+            return Err(BulkError::Finished { status });
         }
         self.store()
             .request_cancel(tenant, job_id, unix_now(), unix_millis())

@@ -231,7 +231,7 @@ pub enum BulkError {
     #[error("the matched users or their outcomes changed since the preview")]
     Stale(Box<Preview>),
     #[error("the job is already {status}")]
-    Finished { status: String },
+    Finished { status: JobStatus },
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error(transparent)]

@@ -530,11 +530,12 @@ impl Store {
         for row in candidates {
             let id: String = row.try_get(0)?;
             // The conditional UPDATE is the claim: of two workers racing
-            // on one job, one changes the row.
-            let took = sqlx::query(
+            // on one job, one changes the row, and reads the job with it.
+            let Some(r) = sqlx::query(
                 "UPDATE lethe_bulk_jobs SET lease_owner = $2, lease_until = $3, status = $7, \
                  started_at = COALESCE(started_at, $4) \
-                 WHERE id = $1 AND status IN ($6, $7) AND (lease_until IS NULL OR lease_until < $5)",
+                 WHERE id = $1 AND status IN ($6, $7) AND (lease_until IS NULL OR lease_until < $5) \
+                 RETURNING tenant_id, action, actor_id, transfer_to, reason",
             )
             .bind(&id)
             .bind(me)
@@ -543,18 +544,11 @@ impl Store {
             .bind(now_ms)
             .bind(queued)
             .bind(running)
-            .execute(self.db.pool())
+            .fetch_optional(self.db.pool())
             .await?
-            .rows_affected();
-            if took != 1 {
+            else {
                 continue; // another worker was faster
-            }
-            let r = sqlx::query(
-                "SELECT tenant_id, action, actor_id, transfer_to, reason FROM lethe_bulk_jobs WHERE id = $1",
-            )
-            .bind(&id)
-            .fetch_one(self.db.pool())
-            .await?;
+            };
             let action: String = r.try_get(1)?;
             return Ok(Some(ClaimedJob {
                 id,
