@@ -354,8 +354,11 @@ pub async fn approve<D: Decider>(
         reason: note.map(str::to_owned).or_else(|| esc.reason.clone()),
         bulk: false,
         now,
-        // One approving action per escalation, however often it is retried.
-        idempotency_key: Some(format!("escalation:{}", esc.id)),
+        // No idempotency key: the epilogue's conditional `pending →
+        // approved` already applies an escalation once (a second approval
+        // rolls back), and a key would also replay a support denial on
+        // every later attempt, pinning an escalation that stays pending.
+        idempotency_key: None,
         dry_run: false,
     };
     let close = Approve {
@@ -379,9 +382,6 @@ pub async fn approve<D: Decider>(
         }
     };
     match &report.decision.outcome {
-        // Replayed: an earlier approval applied it, and closed the
-        // escalation in the same transaction.
-        Outcome::Allow { .. } if report.replayed => Err(not_pending(db, &esc.id).await),
         Outcome::Allow { .. } => {
             tracing::info!(escalation = %esc.id, %agent, "escalation approved");
             Ok(Approval {
@@ -574,6 +574,174 @@ impl Step<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::{Decision, Plan, ProfilePlan, References, Request};
+    use crate::decision::{PolicyFault, Verdict};
+
+    /// A policy that answers every request with one outcome.
+    struct Says(Outcome);
+
+    impl Decider for Says {
+        async fn decide(&self, _: &str, _: &Request) -> Result<Verdict, PolicyFault> {
+            Ok(Verdict {
+                policy_sha256: "0".repeat(64),
+                decision: Decision {
+                    outcome: self.0.clone(),
+                    rules: vec!["test".into()],
+                    fuel_used: 1,
+                    elapsed_us: 1,
+                },
+            })
+        }
+    }
+
+    fn allow() -> Says {
+        Says(Outcome::Allow {
+            plan: Plan {
+                categories: vec![],
+                transfer_target: None,
+                profile: ProfilePlan::Keep,
+                restore_window_days: 0,
+                references: References::Pseudonymise,
+                notify: vec![],
+            },
+        })
+    }
+
+    /// A seeded SQLite database, its executor and directory, and an
+    /// escalated lock of an active user of `t1`.
+    async fn escalated() -> (tempfile::TempDir, Executor, Directory, Escalation) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let opts = crate::seed::SeedOptions {
+            tenants: 1,
+            users: 12,
+            items: 1,
+            seed: 7,
+        };
+        crate::seed::seed(&db, &opts).await.unwrap();
+        let map = crate::datamap::DataMap::parse(include_str!("../../examples/demo/datamap.toml"))
+            .unwrap();
+        let ex = Executor::new(db.clone(), map.clone()).await.unwrap();
+        let directory = Directory::new(db, map);
+        let mut user = None;
+        for i in 2..=12 {
+            let id = format!("t1-u{i}");
+            if directory.state("t1", &id).await.unwrap() == Some(LifecycleState::Active) {
+                user = Some(id);
+                break;
+            }
+        }
+        let user = user.expect("an active user");
+        let input = ActionInput {
+            tenant: "t1".into(),
+            subject: user,
+            action: Action::Lock,
+            actor: ActorRef::TenantUser("t1-u1".into()),
+            transfer_to: None,
+            reason: None,
+            bulk: false,
+            now: 1_000,
+            idempotency_key: None,
+            dry_run: false,
+        };
+        let queue = Queue {
+            asked: Asked {
+                actor_id: "t1-u1",
+                transfer_to: None,
+                reason: None,
+            },
+            now: 1_000,
+        };
+        let escalate = Says(Outcome::Escalate {
+            queue: "support".into(),
+            reason: "ask a human".into(),
+        });
+        let report = ex.act_with(&escalate, &input, &queue).await.unwrap();
+        let esc = of_action(ex.db(), &report.action_id).await.unwrap();
+        assert_eq!(esc.status, EscalationStatus::Pending);
+        (dir, ex, directory, esc)
+    }
+
+    #[tokio::test]
+    async fn a_denied_approval_leaves_it_pending_and_a_later_one_applies_once() {
+        let (_dir, ex, directory, esc) = escalated().await;
+        let deny = Says(Outcome::Deny {
+            code: "not-today".into(),
+            message: "no".into(),
+        });
+        let e = approve(&ex, &deny, &directory, &esc.id, "sam", None, 2_000)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EscalationError::Denied(_)), "{e}");
+        assert_eq!(
+            get(ex.db(), &esc.id).await.unwrap().status,
+            EscalationStatus::Pending
+        );
+
+        let done = approve(&ex, &allow(), &directory, &esc.id, "sam", Some("ok"), 3_000)
+            .await
+            .unwrap();
+        assert_eq!(done.escalation.status, EscalationStatus::Approved);
+        assert_eq!(
+            done.escalation.result_action_id.as_deref(),
+            Some(done.report.action_id.as_str())
+        );
+        assert_eq!(
+            directory.state("t1", &esc.user).await.unwrap(),
+            Some(LifecycleState::Locked)
+        );
+        let e = approve(&ex, &allow(), &directory, &esc.id, "sam", None, 4_000)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                EscalationError::NotPending {
+                    status: EscalationStatus::Approved,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_approval_that_cannot_close_applies_nothing() {
+        let (_dir, ex, directory, esc) = escalated().await;
+        // Rejected after the approver read it pending: the approving
+        // action's epilogue finds it closed and rolls the action back.
+        reject(ex.db(), &esc.id, "kim", "no", 2_000).await.unwrap();
+        let input = ActionInput {
+            tenant: esc.tenant.clone(),
+            subject: esc.user.clone(),
+            action: esc.action,
+            actor: ActorRef::Support("sam".into()),
+            transfer_to: None,
+            reason: None,
+            bulk: false,
+            now: 3_000,
+            idempotency_key: None,
+            dry_run: false,
+        };
+        let close = Approve {
+            esc: &esc,
+            agent: "sam",
+            note: None,
+            now: 3_000,
+            stopped: Mutex::new(None),
+        };
+        let e = ex.act_with(&allow(), &input, &close).await.unwrap_err();
+        assert!(matches!(e, ExecError::Superseded(_)), "{e}");
+        assert!(matches!(close.stopped(), Some(Stop::NotPending)));
+        assert_eq!(
+            directory.state("t1", &esc.user).await.unwrap(),
+            Some(LifecycleState::Active)
+        );
+        let after = get(ex.db(), &esc.id).await.unwrap();
+        assert_eq!(after.status, EscalationStatus::Rejected);
+        assert_eq!(after.result_action_id, None);
+    }
 
     #[test]
     fn status_names_round_trip_through_sql_and_json() {
