@@ -76,7 +76,7 @@ pub(super) enum Lease {
 }
 
 /// How an item left `pending` with its user's action.
-pub(super) struct ItemDone<'a> {
+pub(super) struct ItemOutcome<'a> {
     pub status: ItemStatus,
     /// The deny code or escalation queue.
     pub code: Option<&'a str>,
@@ -616,7 +616,7 @@ impl Store {
         conn: &mut AnyConnection,
         job_id: &str,
         seq: i64,
-        done: &ItemDone<'_>,
+        done: &ItemOutcome<'_>,
         now: i64,
     ) -> Result<bool, sqlx::Error> {
         let moved = sqlx::query(

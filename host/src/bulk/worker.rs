@@ -296,21 +296,21 @@ impl Epilogue for ItemDone<'_> {
             _ => None,
         };
         let done = match &report.decision.outcome {
-            Outcome::Allow { .. } => store::ItemDone {
+            Outcome::Allow { .. } => store::ItemOutcome {
                 status: ItemStatus::Applied,
                 code: None,
                 detail: None,
                 action_id: &report.action_id,
                 escalation_id: None,
             },
-            Outcome::Escalate { queue, reason } => store::ItemDone {
+            Outcome::Escalate { queue, reason } => store::ItemOutcome {
                 status: ItemStatus::Escalated,
                 code: Some(queue.as_str()),
                 detail: Some(reason.as_str()),
                 action_id: &report.action_id,
                 escalation_id: escalation_id.as_deref(),
             },
-            Outcome::Deny { code, message } => store::ItemDone {
+            Outcome::Deny { code, message } => store::ItemOutcome {
                 status: ItemStatus::Denied,
                 code: Some(code.as_str()),
                 detail: Some(message.as_str()),
