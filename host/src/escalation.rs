@@ -8,27 +8,110 @@
 //! what the policy allows support to do, decided on the facts of the moment),
 //! rejecting closes it with a reason. Each step leaves an audit row.
 //!
-//! Status moves `pending → approving → approved`, `approving → pending`
-//! (when the approval could not be applied) or `pending → rejected`. The
-//! `approving` claim is a conditional UPDATE, so two agents (or two hosts)
-//! can never apply one escalation twice.
+//! Status moves `pending → approved` or `pending → rejected`, each by a
+//! conditional UPDATE that only matches a pending escalation, so two agents
+//! (or two hosts) can never close one escalation twice. Approval
+//! ([`approve`]) closes the escalation inside the approving action's own
+//! transaction (the [`Approve`] epilogue): the action and the close commit
+//! together or not at all, so no crash can leave an escalation half
+//! approved. `approving` is a status earlier versions wrote while they
+//! applied an approval in separate transactions; nothing writes it now.
 
-use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::contract::{Action, LifecycleState, Outcome};
 use crate::db::{Db, DbError};
-use crate::executor::{ActionReport, Epilogue, ExecError};
+use crate::directory::{Directory, DirectoryError};
+use crate::executor::{
+    ActionInput, ActionReport, ActorRef, Decider, Epilogue, ExecError, Executor,
+};
+
+/// Where an escalation stands (`lethe_escalations.status`, and its JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EscalationStatus {
+    /// Waiting for support.
+    Pending,
+    /// Written by earlier versions while an approval was being applied;
+    /// never written now (approval closes in the action's transaction).
+    Approving,
+    Approved,
+    Rejected,
+}
+
+impl EscalationStatus {
+    /// The SQL and JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationStatus::Pending => "pending",
+            EscalationStatus::Approving => "approving",
+            EscalationStatus::Approved => "approved",
+            EscalationStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// A stored escalation status this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown escalation status `{0}`")]
+pub struct UnknownEscalationStatus(pub String);
+
+impl FromStr for EscalationStatus {
+    type Err = UnknownEscalationStatus;
+    fn from_str(s: &str) -> Result<EscalationStatus, UnknownEscalationStatus> {
+        [
+            EscalationStatus::Pending,
+            EscalationStatus::Approving,
+            EscalationStatus::Approved,
+            EscalationStatus::Rejected,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+        .ok_or_else(|| UnknownEscalationStatus(s.to_owned()))
+    }
+}
+
+impl fmt::Display for EscalationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EscalationError {
     #[error("no escalation `{0}`")]
     NotFound(String),
     #[error("escalation `{id}` is {status}, not pending")]
-    NotPending { id: String, status: String },
+    NotPending {
+        id: String,
+        status: EscalationStatus,
+    },
     #[error("the report is not an escalation")]
     NotEscalated,
+    /// The user is no longer in the state the action was escalated from.
+    #[error("the user's state changed since the escalation; ask again")]
+    SubjectChanged {
+        escalated_in: LifecycleState,
+        now_in: Option<LifecycleState>,
+    },
+    /// The policy denies the action to support too (recorded as evidence;
+    /// the escalation stays pending).
+    #[error("the policy denied the approval")]
+    Denied(Box<ActionReport>),
+    /// The policy escalates the action for support too (the escalation
+    /// stays pending).
+    #[error("the policy escalates this action for support too")]
+    StillEscalated { queue: String },
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("corrupt escalation record: {0}")]
@@ -62,8 +145,7 @@ pub struct Escalation {
     pub from_state: LifecycleState,
     /// The escalating decision (see `GET /v1/tenants/{t}/decisions/{id}`).
     pub action_id: String,
-    /// `pending`, `approving`, `approved` or `rejected`.
-    pub status: String,
+    pub status: EscalationStatus,
     pub created_at: i64,
     pub decided_at: Option<i64>,
     pub decided_by: Option<String>,
@@ -90,7 +172,10 @@ fn from_row(row: &AnyRow) -> Result<Escalation, EscalationError> {
         queue_reason: row.try_get(8)?,
         from_state: row.try_get::<String, _>(9)?.parse().map_err(corrupt)?,
         action_id: row.try_get(10)?,
-        status: row.try_get(11)?,
+        status: row
+            .try_get::<String, _>(11)?
+            .parse()
+            .map_err(|e: UnknownEscalationStatus| EscalationError::Corrupt(e.to_string()))?,
         created_at: row.try_get(12)?,
         decided_at: row.try_get(13)?,
         decided_by: row.try_get(14)?,
@@ -122,7 +207,7 @@ pub async fn insert(
     sqlx::query(
         "INSERT INTO lethe_escalations (id, tenant_id, user_id, action, actor_id, transfer_to, reason, queue, \
          queue_reason, from_state, action_id, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&id)
     .bind(&report.tenant)
@@ -135,6 +220,7 @@ pub async fn insert(
     .bind(reason)
     .bind(report.from_state.as_str())
     .bind(&report.action_id)
+    .bind(EscalationStatus::Pending.as_str())
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -200,7 +286,7 @@ async fn by_action(db: &Db, action_id: &str) -> Result<Option<Escalation>, Escal
 pub async fn list(
     db: &Db,
     tenant: Option<&str>,
-    status: Option<&str>,
+    status: Option<EscalationStatus>,
     limit: i64,
 ) -> Result<Vec<Escalation>, EscalationError> {
     let rows = sqlx::query(&format!(
@@ -209,83 +295,236 @@ pub async fn list(
          ORDER BY created_at, id LIMIT $3"
     ))
     .bind(tenant.map(str::to_owned))
-    .bind(status.map(str::to_owned))
+    .bind(status.map(|s| s.as_str().to_owned()))
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(from_row).collect()
 }
 
-/// Claim a pending escalation for approval; only one claimant wins.
-pub async fn claim(db: &Db, id: &str) -> Result<Escalation, EscalationError> {
-    let claimed = sqlx::query(
-        "UPDATE lethe_escalations SET status = 'approving' WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(id)
-    .execute(db.pool())
-    .await?
-    .rows_affected();
+/// An approved escalation and the action that applied it.
+#[derive(Debug)]
+pub struct Approval {
+    pub escalation: Escalation,
+    pub report: ActionReport,
+}
+
+/// Approve escalation `id` as support agent `agent`: re-submit the
+/// escalated action as a support actor through the policy and the
+/// executor, and close the escalation in that action's own transaction.
+///
+/// Only an allowed action closes it (`approved`, with an audit row). A
+/// denial or a new escalation is recorded as evidence and leaves it
+/// pending ([`EscalationError::Denied`], [`EscalationError::StillEscalated`]);
+/// so does any failure, because the close commits with the action or not
+/// at all. A user whose state changed since the escalation is
+/// [`EscalationError::SubjectChanged`], checked before the action (a
+/// friendly early answer) and again under the action's row lock.
+#[tracing::instrument(name = "escalation.approve", skip_all, fields(escalation = %id))]
+pub async fn approve<D: Decider>(
+    executor: &Executor,
+    decider: &D,
+    directory: &Directory,
+    id: &str,
+    agent: &str,
+    note: Option<&str>,
+    now: i64,
+) -> Result<Approval, EscalationError> {
+    let db = executor.db();
     let esc = get(db, id).await?;
-    if claimed == 0 {
+    if esc.status != EscalationStatus::Pending {
         return Err(EscalationError::NotPending {
-            id: id.to_owned(),
+            id: esc.id,
             status: esc.status,
         });
     }
-    Ok(esc)
+    let current = directory.state(&esc.tenant, &esc.user).await?;
+    if current != Some(esc.from_state) {
+        return Err(EscalationError::SubjectChanged {
+            escalated_in: esc.from_state,
+            now_in: current,
+        });
+    }
+    let input = ActionInput {
+        tenant: esc.tenant.clone(),
+        subject: esc.user.clone(),
+        action: esc.action,
+        actor: ActorRef::Support(agent.to_owned()),
+        transfer_to: esc.transfer_to.clone(),
+        reason: note.map(str::to_owned).or_else(|| esc.reason.clone()),
+        bulk: false,
+        now,
+        // No idempotency key: the epilogue's conditional `pending →
+        // approved` already applies an escalation once (a second approval
+        // rolls back), and a key would also replay a support denial on
+        // every later attempt, pinning an escalation that stays pending.
+        idempotency_key: None,
+        dry_run: false,
+    };
+    let close = Approve {
+        esc: &esc,
+        agent,
+        note,
+        now,
+        stopped: Mutex::new(None),
+    };
+    let report = match executor.act_with(decider, &input, &close).await {
+        Ok(report) => report,
+        Err(e) => {
+            return Err(match close.stopped() {
+                Some(Stop::NotPending) => not_pending(db, &esc.id).await,
+                Some(Stop::SubjectChanged(now_in)) => EscalationError::SubjectChanged {
+                    escalated_in: esc.from_state,
+                    now_in: Some(now_in),
+                },
+                None => EscalationError::Exec(e),
+            })
+        }
+    };
+    match &report.decision.outcome {
+        Outcome::Allow { .. } => {
+            tracing::info!(escalation = %esc.id, %agent, "escalation approved");
+            Ok(Approval {
+                escalation: get(db, &esc.id).await?,
+                report,
+            })
+        }
+        Outcome::Deny { .. } => Err(EscalationError::Denied(Box::new(report))),
+        Outcome::Escalate { queue, .. } => Err(EscalationError::StillEscalated {
+            queue: queue.clone(),
+        }),
+    }
 }
 
-/// Give a claimed escalation back to the queue (its approval failed).
-pub async fn release(db: &Db, id: &str) -> Result<(), EscalationError> {
-    sqlx::query(
-        "UPDATE lethe_escalations SET status = 'pending' WHERE id = $1 AND status = 'approving'",
-    )
-    .bind(id)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
-/// Close an escalation: `approved` (from the claim, with the applying
-/// action) or `rejected` (from pending). Writes the step's audit row in the
-/// same transaction.
-pub async fn close(
+/// Reject escalation `id` with a reason; only a pending one.
+pub async fn reject(
     db: &Db,
+    id: &str,
+    agent: &str,
+    reason: &str,
+    now: i64,
+) -> Result<Escalation, EscalationError> {
+    let esc = get(db, id).await?;
+    let mut tx = db.begin_write().await?;
+    if !close_on(&mut tx, &esc, Step::Rejected { agent, reason }, now).await? {
+        tx.rollback().await?;
+        return Err(not_pending(db, id).await);
+    }
+    tx.commit().await?;
+    tracing::info!(escalation = %esc.id, %agent, "escalation rejected");
+    get(db, id).await
+}
+
+/// `NotPending` with the escalation's current status (or why it could not
+/// be read).
+async fn not_pending(db: &Db, id: &str) -> EscalationError {
+    match get(db, id).await {
+        Ok(esc) => EscalationError::NotPending {
+            id: esc.id,
+            status: esc.status,
+        },
+        Err(e) => e,
+    }
+}
+
+/// Why [`Approve`] refused to close, so [`approve`] can answer precisely
+/// after the executor rolled the action back.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    NotPending,
+    SubjectChanged(LifecycleState),
+}
+
+/// The [`Epilogue`] of an approving action: closes the escalation
+/// `pending → approved` with its audit row when the policy allowed the
+/// action, in the action's transaction. It fails (rolling the action back)
+/// when the escalation is no longer pending (another agent closed it
+/// meanwhile) or the user left the state it was escalated from; other
+/// outcomes write nothing.
+pub struct Approve<'a> {
+    esc: &'a Escalation,
+    agent: &'a str,
+    note: Option<&'a str>,
+    now: i64,
+    stopped: Mutex<Option<Stop>>,
+}
+
+impl Approve<'_> {
+    fn stop(&self, why: Stop) -> ExecError {
+        if let Ok(mut s) = self.stopped.lock() {
+            *s = Some(why);
+        }
+        ExecError::Superseded(format!("escalation {}: {why:?}", self.esc.id))
+    }
+
+    fn stopped(&self) -> Option<Stop> {
+        self.stopped.lock().ok().and_then(|s| *s)
+    }
+}
+
+impl Epilogue for Approve<'_> {
+    async fn write(
+        &self,
+        conn: &mut AnyConnection,
+        report: &ActionReport,
+    ) -> Result<(), ExecError> {
+        if report.dry_run {
+            return Ok(());
+        }
+        // The state read under the row lock: a change since the escalation
+        // that the state machine still allowed is refused here.
+        if report.from_state != self.esc.from_state {
+            return Err(self.stop(Stop::SubjectChanged(report.from_state)));
+        }
+        if !matches!(report.decision.outcome, Outcome::Allow { .. }) {
+            return Ok(());
+        }
+        let step = Step::Approved {
+            agent: self.agent,
+            note: self.note,
+            result_action_id: &report.action_id,
+        };
+        match close_on(conn, self.esc, step, self.now).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.stop(Stop::NotPending)),
+            Err(e) => Err(ExecError::Db(DbError::Sql(e))),
+        }
+    }
+}
+
+/// Close a pending escalation on `conn` and write the step's audit row
+/// there. `false` (nothing written) when it was no longer pending.
+async fn close_on(
+    conn: &mut AnyConnection,
     esc: &Escalation,
     step: Step<'_>,
     now: i64,
-) -> Result<Escalation, EscalationError> {
-    let (status, from, result, note) = match &step {
-        Step::Approved { result, note, .. } => (
-            "approved",
-            "approving",
-            Some(result.action_id.as_str()),
-            *note,
-        ),
-        Step::Rejected { reason, .. } => ("rejected", "pending", None, Some(*reason)),
+) -> Result<bool, sqlx::Error> {
+    let (status, result, note) = match &step {
+        Step::Approved {
+            result_action_id,
+            note,
+            ..
+        } => (EscalationStatus::Approved, Some(*result_action_id), *note),
+        Step::Rejected { reason, .. } => (EscalationStatus::Rejected, None, Some(*reason)),
     };
     let agent = step.agent();
-    let mut tx = db.pool().begin().await?;
     let n = sqlx::query(
         "UPDATE lethe_escalations SET status = $1, decided_at = $2, decided_by = $3, note = $4, \
          result_action_id = $5 WHERE id = $6 AND status = $7",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(now)
     .bind(agent)
     .bind(note.map(str::to_owned))
     .bind(result.map(str::to_owned))
     .bind(&esc.id)
-    .bind(from)
-    .execute(&mut *tx)
+    .bind(EscalationStatus::Pending.as_str())
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     if n == 0 {
-        let current = get(db, &esc.id).await?;
-        return Err(EscalationError::NotPending {
-            id: esc.id.clone(),
-            status: current.status,
-        });
+        return Ok(false);
     }
     let effects = serde_json::json!({
         "escalation": esc.id,
@@ -305,19 +544,18 @@ pub async fn close(
     .bind(format!("escalation-{status}"))
     .bind(effects.to_string())
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
-    tracing::info!(escalation = %esc.id, %status, %agent, "escalation closed");
-    get(db, &esc.id).await
+    Ok(true)
 }
 
 /// How an escalation was closed.
-pub enum Step<'a> {
+enum Step<'a> {
     Approved {
         agent: &'a str,
         note: Option<&'a str>,
-        result: &'a ActionReport,
+        /// The action that applied the approval.
+        result_action_id: &'a str,
     },
     Rejected {
         agent: &'a str,
@@ -330,5 +568,195 @@ impl Step<'_> {
         match self {
             Step::Approved { agent, .. } | Step::Rejected { agent, .. } => agent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{Decision, Plan, ProfilePlan, References, Request};
+    use crate::decision::{PolicyFault, Verdict};
+
+    /// A policy that answers every request with one outcome.
+    struct Says(Outcome);
+
+    impl Decider for Says {
+        async fn decide(&self, _: &str, _: &Request) -> Result<Verdict, PolicyFault> {
+            Ok(Verdict {
+                policy_sha256: "0".repeat(64),
+                decision: Decision {
+                    outcome: self.0.clone(),
+                    rules: vec!["test".into()],
+                    fuel_used: 1,
+                    elapsed_us: 1,
+                },
+            })
+        }
+    }
+
+    fn allow() -> Says {
+        Says(Outcome::Allow {
+            plan: Plan {
+                categories: vec![],
+                transfer_target: None,
+                profile: ProfilePlan::Keep,
+                restore_window_days: 0,
+                references: References::Pseudonymise,
+                notify: vec![],
+            },
+        })
+    }
+
+    /// A seeded SQLite database, its executor and directory, and an
+    /// escalated lock of an active user of `t1`.
+    async fn escalated() -> (tempfile::TempDir, Executor, Directory, Escalation) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let opts = crate::seed::SeedOptions {
+            tenants: 1,
+            users: 12,
+            items: 1,
+            seed: 7,
+        };
+        crate::seed::seed(&db, &opts).await.unwrap();
+        let map = crate::datamap::DataMap::parse(include_str!("../../examples/demo/datamap.toml"))
+            .unwrap();
+        let ex = Executor::new(db.clone(), map.clone()).await.unwrap();
+        let directory = Directory::new(db, map);
+        let mut user = None;
+        for i in 2..=12 {
+            let id = format!("t1-u{i}");
+            if directory.state("t1", &id).await.unwrap() == Some(LifecycleState::Active) {
+                user = Some(id);
+                break;
+            }
+        }
+        let user = user.expect("an active user");
+        let input = ActionInput {
+            tenant: "t1".into(),
+            subject: user,
+            action: Action::Lock,
+            actor: ActorRef::TenantUser("t1-u1".into()),
+            transfer_to: None,
+            reason: None,
+            bulk: false,
+            now: 1_000,
+            idempotency_key: None,
+            dry_run: false,
+        };
+        let queue = Queue {
+            asked: Asked {
+                actor_id: "t1-u1",
+                transfer_to: None,
+                reason: None,
+            },
+            now: 1_000,
+        };
+        let escalate = Says(Outcome::Escalate {
+            queue: "support".into(),
+            reason: "ask a human".into(),
+        });
+        let report = ex.act_with(&escalate, &input, &queue).await.unwrap();
+        let esc = of_action(ex.db(), &report.action_id).await.unwrap();
+        assert_eq!(esc.status, EscalationStatus::Pending);
+        (dir, ex, directory, esc)
+    }
+
+    #[tokio::test]
+    async fn a_denied_approval_leaves_it_pending_and_a_later_one_applies_once() {
+        let (_dir, ex, directory, esc) = escalated().await;
+        let deny = Says(Outcome::Deny {
+            code: "not-today".into(),
+            message: "no".into(),
+        });
+        let e = approve(&ex, &deny, &directory, &esc.id, "sam", None, 2_000)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EscalationError::Denied(_)), "{e}");
+        assert_eq!(
+            get(ex.db(), &esc.id).await.unwrap().status,
+            EscalationStatus::Pending
+        );
+
+        let done = approve(&ex, &allow(), &directory, &esc.id, "sam", Some("ok"), 3_000)
+            .await
+            .unwrap();
+        assert_eq!(done.escalation.status, EscalationStatus::Approved);
+        assert_eq!(
+            done.escalation.result_action_id.as_deref(),
+            Some(done.report.action_id.as_str())
+        );
+        assert_eq!(
+            directory.state("t1", &esc.user).await.unwrap(),
+            Some(LifecycleState::Locked)
+        );
+        let e = approve(&ex, &allow(), &directory, &esc.id, "sam", None, 4_000)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                EscalationError::NotPending {
+                    status: EscalationStatus::Approved,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_approval_that_cannot_close_applies_nothing() {
+        let (_dir, ex, directory, esc) = escalated().await;
+        // Rejected after the approver read it pending: the approving
+        // action's epilogue finds it closed and rolls the action back.
+        reject(ex.db(), &esc.id, "kim", "no", 2_000).await.unwrap();
+        let input = ActionInput {
+            tenant: esc.tenant.clone(),
+            subject: esc.user.clone(),
+            action: esc.action,
+            actor: ActorRef::Support("sam".into()),
+            transfer_to: None,
+            reason: None,
+            bulk: false,
+            now: 3_000,
+            idempotency_key: None,
+            dry_run: false,
+        };
+        let close = Approve {
+            esc: &esc,
+            agent: "sam",
+            note: None,
+            now: 3_000,
+            stopped: Mutex::new(None),
+        };
+        let e = ex.act_with(&allow(), &input, &close).await.unwrap_err();
+        assert!(matches!(e, ExecError::Superseded(_)), "{e}");
+        assert!(matches!(close.stopped(), Some(Stop::NotPending)));
+        assert_eq!(
+            directory.state("t1", &esc.user).await.unwrap(),
+            Some(LifecycleState::Active)
+        );
+        let after = get(ex.db(), &esc.id).await.unwrap();
+        assert_eq!(after.status, EscalationStatus::Rejected);
+        assert_eq!(after.result_action_id, None);
+    }
+
+    #[test]
+    fn status_names_round_trip_through_sql_and_json() {
+        for s in [
+            EscalationStatus::Pending,
+            EscalationStatus::Approving,
+            EscalationStatus::Approved,
+            EscalationStatus::Rejected,
+        ] {
+            assert_eq!(s.as_str().parse::<EscalationStatus>(), Ok(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
+        assert!("closed".parse::<EscalationStatus>().is_err());
     }
 }

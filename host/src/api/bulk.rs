@@ -13,8 +13,8 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
 use super::problem::ProblemDetails;
-use super::{AppState, Body, Caller, Params, Problem};
-use crate::bulk::{ExecuteRequest, ItemPage, Job, JobPage, Preview, PreviewRequest};
+use super::{AppState, Body, Params, Problem, TenantActor, TenantReader};
+use crate::bulk::{ExecuteRequest, ItemPage, ItemStatus, Job, JobPage, Preview, PreviewRequest};
 
 /// How often the progress stream looks at the job.
 const EVENT_POLL: Duration = Duration::from_millis(250);
@@ -25,17 +25,12 @@ const EVENT_POLL: Duration = Duration::from_millis(250);
     (status = 422, description = "Invalid selection or unknown actor", body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn preview(
+    TenantActor(t): TenantActor,
     State(state): State<AppState>,
-    caller: Caller,
-    Path(t): Path<String>,
     Body(req): Body<PreviewRequest>,
 ) -> Result<Json<Preview>, Problem> {
-    caller.act(&state, &t)?;
     Ok(Json(
-        state
-            .bulk()
-            .preview(&state.inner.policies, &t, &req)
-            .await?,
+        state.bulk().preview(state.policies(), &t, &req).await?,
     ))
 }
 
@@ -47,15 +42,14 @@ pub async fn preview(
     (status = 422, description = "`confirm-count-mismatch` (with `expected`)", body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn execute(
+    TenantActor(t): TenantActor,
     State(state): State<AppState>,
-    caller: Caller,
-    Path((t, preview)): Path<(String, String)>,
+    Path((_t, preview)): Path<(String, String)>,
     Body(req): Body<ExecuteRequest>,
 ) -> Result<impl IntoResponse, Problem> {
-    caller.act(&state, &t)?;
     let job = state
         .bulk()
-        .execute(&state.inner.policies, &t, &preview, &req)
+        .execute(state.policies(), &t, &preview, &req)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
@@ -74,12 +68,10 @@ pub struct JobsQuery {
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn jobs(
+    TenantReader(t): TenantReader,
     State(state): State<AppState>,
-    caller: Caller,
-    Path(t): Path<String>,
     Params(q): Params<JobsQuery>,
 ) -> Result<Json<JobPage>, Problem> {
-    caller.read(&state, &t)?;
     Ok(Json(
         state
             .bulk()
@@ -93,11 +85,10 @@ pub async fn jobs(
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn job(
+    TenantReader(t): TenantReader,
     State(state): State<AppState>,
-    caller: Caller,
-    Path((t, id)): Path<(String, String)>,
+    Path((_t, id)): Path<(String, String)>,
 ) -> Result<Json<Job>, Problem> {
-    caller.read(&state, &t)?;
     Ok(Json(state.bulk().job(&t, &id).await?))
 }
 
@@ -106,7 +97,7 @@ pub async fn job(
 #[into_params(parameter_in = Query)]
 pub struct ItemsQuery {
     /// pending, applied, escalated, denied, failed or cancelled.
-    pub status: Option<String>,
+    pub status: Option<ItemStatus>,
     /// 1..=1000, default 100.
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -117,19 +108,18 @@ pub struct ItemsQuery {
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn items(
+    TenantReader(t): TenantReader,
     State(state): State<AppState>,
-    caller: Caller,
-    Path((t, id)): Path<(String, String)>,
+    Path((_t, id)): Path<(String, String)>,
     Params(q): Params<ItemsQuery>,
 ) -> Result<Json<ItemPage>, Problem> {
-    caller.read(&state, &t)?;
     Ok(Json(
         state
             .bulk()
             .items(
                 &t,
                 &id,
-                q.status.as_deref(),
+                q.status,
                 q.limit.unwrap_or(100),
                 q.cursor.as_deref(),
             )
@@ -143,11 +133,10 @@ pub async fn items(
     (status = 409, description = "`job-finished`", body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn cancel(
+    TenantActor(t): TenantActor,
     State(state): State<AppState>,
-    caller: Caller,
-    Path((t, id)): Path<(String, String)>,
+    Path((_t, id)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, Problem> {
-    caller.act(&state, &t)?;
     let job = state.bulk().cancel(&t, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
@@ -157,11 +146,10 @@ pub async fn cancel(
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn events(
+    TenantReader(t): TenantReader,
     State(state): State<AppState>,
-    caller: Caller,
-    Path((t, id)): Path<(String, String)>,
+    Path((_t, id)): Path<(String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    caller.read(&state, &t)?;
     // 404 before the stream starts, like every other endpoint.
     state.bulk().job(&t, &id).await?;
     let bulk = state.bulk().clone();

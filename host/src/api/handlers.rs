@@ -1,5 +1,6 @@
-//! The endpoints. Each one checks who may call it, calls one library
-//! function, and shapes the answer; no lifecycle or policy logic lives here.
+//! The endpoints. Each one names who may call it in its signature (an
+//! extractor of [`super::auth`]), calls one library function, and shapes
+//! the answer; no lifecycle or policy logic lives here.
 
 use crate::error_code::ErrorCode;
 use axum::extract::{Path, State};
@@ -9,10 +10,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::problem::ProblemDetails;
-use super::{unix_now, AppState, Body, Caller, Params, Problem};
+use super::{unix_now, AppState, Body, Params, Problem, SupportAgent, TenantActor, TenantReader};
 use crate::contract::{Action, Outcome};
 use crate::directory::{UserDetail, UserFilter, UserPage};
-use crate::escalation::{self, Asked, Escalation, Step};
+use crate::escalation::{self, Asked, Escalation, EscalationStatus};
 use crate::evidence::{self, AuditEntry, AuditFilter, DecisionRecord};
 use crate::executor::{ActionInput, ActionReport, ActorRef};
 
@@ -84,8 +85,8 @@ pub struct ApprovalResponse {
 pub struct EscalationFilter {
     /// Support list only: one tenant.
     pub tenant: Option<String>,
-    /// pending, approving, approved or rejected.
-    pub status: Option<String>,
+    /// pending, approved or rejected (approving: left by earlier versions).
+    pub status: Option<EscalationStatus>,
     /// At most this many, oldest first (default 100, at most 1000).
     pub limit: Option<u32>,
 }
@@ -95,23 +96,6 @@ fn required(name: &str, v: &str) -> Result<(), Problem> {
         return Err(Problem::invalid(format!("`{name}` must not be empty")));
     }
     Ok(())
-}
-
-/// The policy's denial, as a 403 problem with its code and message.
-fn denied(report: &ActionReport) -> Problem {
-    let (code, message) = match &report.decision.outcome {
-        Outcome::Deny { code, message } => (code.clone(), message.clone()),
-        _ => (String::new(), String::new()),
-    };
-    Problem::new(
-        StatusCode::FORBIDDEN,
-        ErrorCode::Denied,
-        format!("the policy denied it: {message}"),
-    )
-    .with("policy_code", code)
-    .with("message", message)
-    .with("rules", &report.decision.rules)
-    .with("action_id", &report.action_id)
 }
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The process is up")))]
@@ -164,13 +148,11 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn list_users(
+    TenantReader(t): TenantReader,
     State(state): State<AppState>,
-    caller: Caller,
-    Path(t): Path<String>,
     Params(filter): Params<UserFilter>,
 ) -> Result<Json<UserPage>, Problem> {
-    caller.read(&state, &t)?;
-    Ok(Json(state.inner.directory.list(&t, &filter).await?))
+    Ok(Json(state.directory().list(&t, &filter).await?))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{t}/users/{id}", params(("t" = String, Path), ("id" = String, Path)), responses(
@@ -178,12 +160,11 @@ pub async fn list_users(
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn user_detail(
+    TenantReader(t): TenantReader,
     State(state): State<AppState>,
-    caller: Caller,
-    Path((t, id)): Path<(String, String)>,
+    Path((_t, id)): Path<(String, String)>,
 ) -> Result<Json<UserDetail>, Problem> {
-    caller.read(&state, &t)?;
-    match state.inner.directory.detail(&t, &id).await? {
+    match state.directory().detail(&t, &id).await? {
         Some(d) => Ok(Json(d)),
         None => Err(Problem::not_found()),
     }
@@ -202,12 +183,11 @@ pub async fn user_detail(
         (status = 503, description = "Policy fault; nothing applied", body = ProblemDetails, content_type = "application/problem+json")
     ))]
 pub async fn act(
+    TenantActor(t): TenantActor,
     State(state): State<AppState>,
-    caller: Caller,
-    Path((t, id)): Path<(String, String)>,
+    Path((_t, id)): Path<(String, String)>,
     Body(req): Body<ActionRequest>,
 ) -> Result<Response, Problem> {
-    caller.act(&state, &t)?;
     required("actor_id", &req.actor_id)?;
     let now = unix_now();
     let input = ActionInput {
@@ -233,7 +213,7 @@ pub async fn act(
     };
     let report = state
         .executor()
-        .act_with(&state.inner.policies, &input, &queue)
+        .act_with(state.policies(), &input, &queue)
         .await?;
     if req.dry_run {
         return Ok(Json(ActionResponse {
@@ -262,7 +242,7 @@ pub async fn act(
             )
                 .into_response())
         }
-        Outcome::Deny { .. } => Err(denied(&report)),
+        Outcome::Deny { .. } => Err(Problem::denied(&report)),
     }
 }
 
@@ -271,14 +251,12 @@ pub async fn act(
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn tenant_escalations(
+    TenantReader(t): TenantReader,
     State(state): State<AppState>,
-    caller: Caller,
-    Path(t): Path<String>,
     Params(f): Params<EscalationFilter>,
 ) -> Result<Json<EscalationList>, Problem> {
-    caller.read(&state, &t)?;
     let limit = i64::from(f.limit.unwrap_or(100).clamp(1, 1000));
-    let escalations = escalation::list(state.db(), Some(&t), f.status.as_deref(), limit).await?;
+    let escalations = escalation::list(state.db(), Some(&t), f.status, limit).await?;
     Ok(Json(EscalationList { escalations }))
 }
 
@@ -287,12 +265,10 @@ pub async fn tenant_escalations(
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn audit(
+    TenantReader(t): TenantReader,
     State(state): State<AppState>,
-    caller: Caller,
-    Path(t): Path<String>,
     Params(f): Params<AuditFilter>,
 ) -> Result<Json<Vec<AuditEntry>>, Problem> {
-    caller.read(&state, &t)?;
     Ok(Json(evidence::audit(state.db(), &t, &f).await?))
 }
 
@@ -301,11 +277,10 @@ pub async fn audit(
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn decision(
+    TenantReader(t): TenantReader,
     State(state): State<AppState>,
-    caller: Caller,
-    Path((t, id)): Path<(String, String)>,
+    Path((_t, id)): Path<(String, String)>,
 ) -> Result<Json<DecisionRecord>, Problem> {
-    caller.read(&state, &t)?;
     match evidence::decision(state.db(), &t, &id).await? {
         Some(d) => Ok(Json(d)),
         None => Err(Problem::not_found()),
@@ -317,14 +292,12 @@ pub async fn decision(
     (status = 403, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn support_escalations(
+    _: SupportAgent,
     State(state): State<AppState>,
-    caller: Caller,
     Params(f): Params<EscalationFilter>,
 ) -> Result<Json<EscalationList>, Problem> {
-    caller.support()?;
     let limit = i64::from(f.limit.unwrap_or(100).clamp(1, 1000));
-    let escalations =
-        escalation::list(state.db(), f.tenant.as_deref(), f.status.as_deref(), limit).await?;
+    let escalations = escalation::list(state.db(), f.tenant.as_deref(), f.status, limit).await?;
     Ok(Json(EscalationList { escalations }))
 }
 
@@ -333,11 +306,10 @@ pub async fn support_escalations(
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn escalation(
+    _: SupportAgent,
     State(state): State<AppState>,
-    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Escalation>, Problem> {
-    caller.support()?;
     Ok(Json(escalation::get(state.db(), &id).await?))
 }
 
@@ -352,79 +324,26 @@ pub async fn escalation(
         (status = 503, body = ProblemDetails, content_type = "application/problem+json")
     ))]
 pub async fn approve(
+    _: SupportAgent,
     State(state): State<AppState>,
-    caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<ApproveRequest>,
 ) -> Result<Json<ApprovalResponse>, Problem> {
-    caller.support()?;
     required("agent", &req.agent)?;
-    let esc = escalation::claim(state.db(), &id).await?;
-    match approve_claimed(&state, &esc, &req).await {
-        Ok(done) => Ok(Json(done)),
-        Err(p) => {
-            // Back to the queue: support may retry or reject it.
-            if let Err(e) = escalation::release(state.db(), &esc.id).await {
-                tracing::error!(escalation = %esc.id, error = %e, "could not release escalation");
-            }
-            Err(p)
-        }
-    }
-}
-
-async fn approve_claimed(
-    state: &AppState,
-    esc: &Escalation,
-    req: &ApproveRequest,
-) -> Result<ApprovalResponse, Problem> {
-    let now = unix_now();
-    let current = state.inner.directory.state(&esc.tenant, &esc.user).await?;
-    if current != Some(esc.from_state) {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            ErrorCode::SubjectChanged,
-            "the user's state changed since the escalation; ask again",
-        )
-        .with("escalated_in", esc.from_state)
-        .with("now_in", current));
-    }
-    let input = ActionInput {
-        tenant: esc.tenant.clone(),
-        subject: esc.user.clone(),
-        action: esc.action,
-        actor: ActorRef::Support(req.agent.clone()),
-        transfer_to: esc.transfer_to.clone(),
-        reason: req.note.clone().or_else(|| esc.reason.clone()),
-        bulk: false,
-        now,
-        // A retried approval applies once.
-        idempotency_key: Some(format!("escalation:{}", esc.id)),
-        dry_run: false,
-    };
-    let report = state.executor().act(&state.inner.policies, &input).await?;
-    match &report.decision.outcome {
-        Outcome::Allow { .. } => {
-            let escalation = escalation::close(
-                state.db(),
-                esc,
-                Step::Approved {
-                    agent: &req.agent,
-                    note: req.note.as_deref(),
-                    result: &report,
-                },
-                now,
-            )
-            .await?;
-            Ok(ApprovalResponse { escalation, report })
-        }
-        Outcome::Deny { .. } => Err(denied(&report)),
-        Outcome::Escalate { queue, .. } => Err(Problem::new(
-            StatusCode::CONFLICT,
-            ErrorCode::StillEscalated,
-            "the policy escalates this action for support too",
-        )
-        .with("queue", queue)),
-    }
+    let approval = escalation::approve(
+        state.executor(),
+        state.policies(),
+        state.directory(),
+        &id,
+        &req.agent,
+        req.note.as_deref(),
+        unix_now(),
+    )
+    .await?;
+    Ok(Json(ApprovalResponse {
+        escalation: approval.escalation,
+        report: approval.report,
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/escalations/{id}/reject", params(("id" = String, Path)), request_body = RejectRequest,
@@ -434,24 +353,13 @@ async fn approve_claimed(
         (status = 409, body = ProblemDetails, content_type = "application/problem+json")
     ))]
 pub async fn reject(
+    _: SupportAgent,
     State(state): State<AppState>,
-    caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<RejectRequest>,
 ) -> Result<Json<Escalation>, Problem> {
-    caller.support()?;
     required("agent", &req.agent)?;
     required("reason", &req.reason)?;
-    let esc = escalation::get(state.db(), &id).await?;
-    let closed = escalation::close(
-        state.db(),
-        &esc,
-        Step::Rejected {
-            agent: &req.agent,
-            reason: &req.reason,
-        },
-        unix_now(),
-    )
-    .await?;
+    let closed = escalation::reject(state.db(), &id, &req.agent, &req.reason, unix_now()).await?;
     Ok(Json(closed))
 }

@@ -8,8 +8,11 @@
 //!
 //! Authentication is a bearer API key ([`crate::apikeys`]). A tenant key
 //! reaches its own tenant only: every other tenant's path answers 404,
-//! exactly like a tenant that does not exist.
+//! exactly like a tenant that does not exist. Every handler names the role
+//! it serves with an extractor of [`auth`] (`TenantReader`, `TenantActor`,
+//! `SupportAgent`, `Operator`), checked before the body is read.
 
+pub mod auth;
 mod bulk;
 mod handlers;
 pub mod problem;
@@ -21,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::Router;
@@ -29,12 +31,13 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 
-use crate::apikeys::{self, Principal, StaticKeys};
+use crate::apikeys::StaticKeys;
 use crate::bulk::{Bulk, BulkSettings};
 use crate::directory::Directory;
 use crate::executor::Executor;
 use crate::tenancy::TenantPolicies;
 
+pub use auth::{Caller, Operator, SupportAgent, TenantActor, TenantReader};
 pub use problem::Problem;
 
 /// Everything a handler needs; cheap to clone.
@@ -96,68 +99,11 @@ impl AppState {
     fn bulk(&self) -> &Bulk {
         &self.inner.bulk
     }
-}
-
-/// The authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthorized("missing bearer API key"))?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Problem::unauthorized("expected `Authorization: Bearer <key>`"))?;
-        match apikeys::authenticate(state.db(), &state.inner.keys, secret).await? {
-            Some(p) => Ok(Caller(p)),
-            None => Err(Problem::unauthorized("unknown or revoked API key")),
-        }
+    fn policies(&self) -> &TenantPolicies {
+        &self.inner.policies
     }
-}
-
-impl Caller {
-    /// May this caller read tenant `t`? Another tenant's key gets the same
-    /// 404 as a tenant that does not exist.
-    fn read(&self, state: &AppState, t: &str) -> Result<(), Problem> {
-        match &self.0 {
-            Principal::Tenant(own) if own == t => Ok(()),
-            Principal::Support if state.inner.policies.get(t).is_some() => Ok(()),
-            _ => Err(Problem::not_found()),
-        }
-    }
-
-    /// May this caller act on tenant `t`'s users? Only the tenant itself:
-    /// support acts through escalations, as a support actor.
-    fn act(&self, state: &AppState, t: &str) -> Result<(), Problem> {
-        self.read(state, t)?;
-        match &self.0 {
-            Principal::Tenant(_) => Ok(()),
-            Principal::Support => Err(Problem::new(
-                axum::http::StatusCode::FORBIDDEN,
-                ErrorCode::TenantKeyRequired,
-                "actions are asked by the tenant; support approves escalations",
-            )),
-        }
-    }
-
-    fn support(&self) -> Result<(), Problem> {
-        match &self.0 {
-            Principal::Support => Ok(()),
-            Principal::Tenant(_) => Err(Problem::new(
-                axum::http::StatusCode::FORBIDDEN,
-                ErrorCode::SupportKeyRequired,
-                "this endpoint is for support (operator) keys",
-            )),
-        }
+    fn directory(&self) -> &Directory {
+        &self.inner.directory
     }
 }
 

@@ -211,19 +211,45 @@ impl From<ExecError> for Problem {
 
 impl From<EscalationError> for Problem {
     fn from(e: EscalationError) -> Problem {
+        let detail = e.to_string();
         match e {
             EscalationError::NotFound(_) => Problem::not_found(),
-            EscalationError::NotPending { ref status, .. } => {
-                let status = status.clone();
-                Problem::new(
-                    StatusCode::CONFLICT,
-                    ErrorCode::EscalationNotPending,
-                    e.to_string(),
-                )
-                .with("escalation_status", status)
+            EscalationError::NotPending { status, .. } => {
+                Problem::coded(ErrorCode::EscalationNotPending, detail)
+                    .with("escalation_status", status)
             }
+            EscalationError::SubjectChanged {
+                escalated_in,
+                now_in,
+            } => Problem::coded(ErrorCode::SubjectChanged, detail)
+                .with("escalated_in", escalated_in)
+                .with("now_in", now_in),
+            EscalationError::Denied(report) => Problem::denied(&report),
+            EscalationError::StillEscalated { queue } => {
+                Problem::coded(ErrorCode::StillEscalated, detail).with("queue", queue)
+            }
+            EscalationError::Exec(e) => Problem::from(e),
+            EscalationError::Directory(e) => Problem::from(e),
             other => Problem::internal(other),
         }
+    }
+}
+
+impl Problem {
+    /// The policy's denial, as a 403 problem with its code and message.
+    pub fn denied(report: &crate::executor::ActionReport) -> Problem {
+        let (code, message) = match &report.decision.outcome {
+            crate::contract::Outcome::Deny { code, message } => (code.clone(), message.clone()),
+            _ => (String::new(), String::new()),
+        };
+        Problem::coded(
+            ErrorCode::Denied,
+            format!("the policy denied it: {message}"),
+        )
+        .with("policy_code", code)
+        .with("message", message)
+        .with("rules", &report.decision.rules)
+        .with("action_id", &report.action_id)
     }
 }
 

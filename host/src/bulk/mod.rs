@@ -13,6 +13,9 @@
 //!   → job views, item lists, progress events, cancel         (jobs.rs)
 //! ```
 //!
+//! Every statement on the `lethe_bulk_*` tables is in `store.rs`; every
+//! job status, item status and outcome name is an enum of `status.rs`.
+//!
 //! The invariant that makes jobs durable: an item leaves `pending` in the
 //! same transaction as its user's action. A host killed mid-job leaves every
 //! user either fully applied (item done) or untouched (item pending); the
@@ -26,6 +29,8 @@
 
 mod jobs;
 mod preview;
+mod status;
+mod store;
 mod worker;
 
 use crate::clock::unix_now;
@@ -41,6 +46,7 @@ use crate::directory::{Directory, DirectoryError, UserFilter};
 use crate::executor::{ExecError, Executor};
 
 pub use jobs::{ItemPage, Job, JobItem, JobPage};
+pub use status::{ItemStatus, JobStatus, OutcomeKind, UnknownStatus};
 pub use worker::run_worker;
 
 /// Operator settings (`[bulk]` in `lethe.toml`).
@@ -150,6 +156,7 @@ pub struct OutcomeCounts {
 /// How many users got one outcome for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReasonCount {
+    /// An [`OutcomeKind`] name.
     pub outcome: String,
     /// The policy's deny code, the escalation queue, or the host's code
     /// (`invalid-transition`, `policy-fault`…).
@@ -173,6 +180,7 @@ pub struct SampleUser {
     pub state: String,
     pub roles: Vec<String>,
     pub last_login_at: Option<i64>,
+    /// An [`OutcomeKind`] name.
     pub outcome: String,
     pub code: Option<String>,
     pub message: Option<String>,
@@ -223,7 +231,7 @@ pub enum BulkError {
     #[error("the matched users or their outcomes changed since the preview")]
     Stale(Box<Preview>),
     #[error("the job is already {status}")]
-    Finished { status: String },
+    Finished { status: JobStatus },
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error(transparent)]
@@ -249,6 +257,7 @@ pub struct Bulk {
 struct Inner {
     executor: Executor,
     directory: Directory,
+    store: store::Store,
     settings: BulkSettings,
     /// Wakes this host's worker when a job is queued here.
     wake: Notify,
@@ -262,6 +271,7 @@ impl Bulk {
         let directory = Directory::new(executor.platform().clone());
         Bulk {
             inner: Arc::new(Inner {
+                store: store::Store::new(executor.db().clone()),
                 executor,
                 directory,
                 settings,
@@ -279,8 +289,8 @@ impl Bulk {
         &self.inner.executor
     }
 
-    fn db(&self) -> &crate::db::Db {
-        self.inner.executor.db()
+    fn store(&self) -> &store::Store {
+        &self.inner.store
     }
 }
 

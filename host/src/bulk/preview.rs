@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
+use super::status::OutcomeKind;
 use super::{
     unix_now, Bulk, BulkError, EffectEstimate, ExecuteRequest, Job, OutcomeCounts, Preview,
     PreviewRequest, ReasonCount, SampleUser,
@@ -37,8 +37,29 @@ struct Evaluation {
     sample: Vec<SampleUser>,
 }
 
-/// One user's outcome in an evaluation: (outcome, code, message).
-type Said = (&'static str, Option<String>, Option<String>);
+/// What the policy (or the host, before it) said about one user.
+#[derive(Debug, Clone)]
+struct Said {
+    outcome: OutcomeKind,
+    /// The deny code, the escalation queue, or the host's error code.
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl Said {
+    fn new(outcome: OutcomeKind, code: Option<String>, message: Option<String>) -> Said {
+        Said {
+            outcome,
+            code,
+            message,
+        }
+    }
+
+    /// The host refused or failed with one of its own codes.
+    fn host(outcome: OutcomeKind, code: ErrorCode, message: Option<String>) -> Said {
+        Said::new(outcome, Some(code.as_str().to_owned()), message)
+    }
+}
 
 impl Bulk {
     /// What `req` would do to the tenant's users; stored so it can be
@@ -69,37 +90,22 @@ impl Bulk {
         body: &ExecuteRequest,
     ) -> Result<Job, BulkError> {
         let now = unix_now();
-        let row = sqlx::query(
-            "SELECT selection_json, digest, confirm_count, expires_at, job_id, preview_json \
-             FROM lethe_bulk_previews WHERE id = $1 AND tenant_id = $2",
-        )
-        .bind(preview_id)
-        .bind(tenant)
-        .fetch_optional(self.db().pool())
-        .await?
-        .ok_or(BulkError::NotFound)?;
-        let selection: String = row.try_get(0)?;
-        let digest: String = row.try_get(1)?;
-        let confirm: i64 = row.try_get(2)?;
-        let expires_at: i64 = row.try_get(3)?;
-        let job_id: Option<String> = row.try_get(4)?;
-        let old: Preview = serde_json::from_str(&row.try_get::<String, _>(5)?)
-            .map_err(|e| BulkError::Corrupt(e.to_string()))?;
-        if let Some(job_id) = job_id {
+        let stored = self.store().preview(tenant, preview_id).await?;
+        let (digest, expires_at, old) = (stored.digest, stored.expires_at, stored.preview);
+        if let Some(job_id) = stored.job_id {
             return Err(BulkError::Used { job_id });
         }
         if now > expires_at {
             return Err(BulkError::Expired { expires_at });
         }
-        let expected = u64::try_from(confirm).unwrap_or(0);
+        let expected = stored.confirm_count;
         if body.confirm_count != expected {
             return Err(BulkError::Mismatch {
                 expected,
                 got: body.confirm_count,
             });
         }
-        let req: PreviewRequest =
-            serde_json::from_str(&selection).map_err(|e| BulkError::Corrupt(e.to_string()))?;
+        let req = stored.request;
         let eval = self.evaluate(decider, tenant, &req, now).await?;
         if eval.digest != digest
             || eval.outcomes != old.outcomes
@@ -110,9 +116,12 @@ impl Bulk {
             tracing::info!(stale = %preview_id, fresh = %fresh.preview_id, "bulk preview is stale");
             return Err(BulkError::Stale(Box::new(fresh)));
         }
-        let job = self
+        let job_id = self
+            .store()
             .create_job(tenant, preview_id, &req, &eval.users, now)
             .await?;
+        tracing::info!(job = %job_id, %tenant, total = eval.users.len(), "bulk job queued");
+        let job = self.job(tenant, &job_id).await?;
         self.inner.wake.notify_one();
         Ok(job)
     }
@@ -182,7 +191,7 @@ impl Bulk {
         };
         let map = self.executor().map();
         let mut outcomes = OutcomeCounts::default();
-        let mut reasons: BTreeMap<(&'static str, String), u64> = BTreeMap::new();
+        let mut reasons: BTreeMap<(OutcomeKind, String), u64> = BTreeMap::new();
         let mut effects: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
         let mut said: Vec<Said> = Vec::with_capacity(users.len());
         for chunk in users.chunks(DECIDE_CHUNK) {
@@ -194,27 +203,21 @@ impl Bulk {
             let mut verdicts = decider.decide_batch(tenant, &requests).await.into_iter();
             for p in &prepared {
                 let one: Said = match &p.request {
-                    Err(Refusal { code, message }) => (
-                        "deny",
-                        Some(code.as_str().to_owned()),
-                        Some(message.clone()),
-                    ),
+                    Err(Refusal { code, message }) => {
+                        Said::host(OutcomeKind::Deny, *code, Some(message.clone()))
+                    }
                     Ok(request) => match verdicts.next() {
-                        None => (
-                            "fault",
-                            Some(ErrorCode::PolicyFault.as_str().to_owned()),
-                            None,
-                        ),
-                        Some(Err(fault)) => (
-                            "fault",
-                            Some(ErrorCode::PolicyFault.as_str().to_owned()),
+                        None => Said::host(OutcomeKind::Fault, ErrorCode::PolicyFault, None),
+                        Some(Err(fault)) => Said::host(
+                            OutcomeKind::Fault,
+                            ErrorCode::PolicyFault,
                             Some(format!("{}: {fault}", fault.code())),
                         ),
                         Some(Ok(v)) => match &v.decision.outcome {
                             Outcome::Allow { plan } => match plan::check(map, req.action, plan) {
-                                Err(e) => (
-                                    "fault",
-                                    Some(ErrorCode::PlanRefused.as_str().to_owned()),
+                                Err(e) => Said::host(
+                                    OutcomeKind::Fault,
+                                    ErrorCode::PlanRefused,
                                     Some(e.to_string()),
                                 ),
                                 Ok(()) => {
@@ -236,28 +239,30 @@ impl Bulk {
                                                 .or_default() += rows;
                                         }
                                     }
-                                    ("allow", None, None)
+                                    Said::new(OutcomeKind::Allow, None, None)
                                 }
                             },
-                            Outcome::Escalate { queue, reason } => {
-                                ("escalate", Some(queue.clone()), Some(reason.clone()))
-                            }
-                            Outcome::Deny { code, message } => (
-                                "deny",
-                                Some(code.as_str().to_owned()),
+                            Outcome::Escalate { queue, reason } => Said::new(
+                                OutcomeKind::Escalate,
+                                Some(queue.clone()),
+                                Some(reason.clone()),
+                            ),
+                            Outcome::Deny { code, message } => Said::new(
+                                OutcomeKind::Deny,
+                                Some(code.clone()),
                                 Some(message.clone()),
                             ),
                         },
                     },
                 };
-                match one.0 {
-                    "allow" => outcomes.allow += 1,
-                    "escalate" => outcomes.escalate += 1,
-                    "deny" => outcomes.deny += 1,
-                    _ => outcomes.fault += 1,
+                match one.outcome {
+                    OutcomeKind::Allow => outcomes.allow += 1,
+                    OutcomeKind::Escalate => outcomes.escalate += 1,
+                    OutcomeKind::Deny => outcomes.deny += 1,
+                    OutcomeKind::Fault => outcomes.fault += 1,
                 }
-                if let Some(code) = &one.1 {
-                    *reasons.entry((one.0, code.clone())).or_default() += 1;
+                if let Some(code) = &one.code {
+                    *reasons.entry((one.outcome, code.clone())).or_default() += 1;
                 }
                 said.push(one);
             }
@@ -283,7 +288,7 @@ impl Bulk {
             reasons: reasons
                 .into_iter()
                 .map(|((outcome, code), count)| ReasonCount {
-                    outcome: outcome.to_owned(),
+                    outcome: outcome.as_str().to_owned(),
                     code,
                     count,
                 })
@@ -322,33 +327,11 @@ impl Bulk {
             created_at: now,
             expires_at: now + self.settings().preview_ttl_secs,
         };
-        sqlx::query(
-            "INSERT INTO lethe_bulk_previews (id, tenant_id, action, actor_id, transfer_to, reason, selection_json, \
-             digest, matched, confirm_count, preview_json, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&preview.preview_id)
-        .bind(tenant)
-        .bind(&preview.action)
-        .bind(&req.actor_id)
-        .bind(req.transfer_to.clone())
-        .bind(req.reason.clone())
-        .bind(to_json(req)?)
-        .bind(&eval.digest)
-        .bind(preview.matched as i64)
-        .bind(preview.confirm_count as i64)
-        .bind(to_json(&preview)?)
-        .bind(now)
-        .bind(preview.expires_at)
-        .execute(self.db().pool())
-        .await?;
+        self.store()
+            .save_preview(&preview, req, &eval.digest)
+            .await?;
         Ok(preview)
     }
-}
-
-/// A record as JSON text.
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, BulkError> {
-    serde_json::to_string(v).map_err(|e| BulkError::Corrupt(e.to_string()))
 }
 
 fn sample_user(u: &UserSummary, s: &Said) -> SampleUser {
@@ -358,9 +341,9 @@ fn sample_user(u: &UserSummary, s: &Said) -> SampleUser {
         state: u.state.as_str().to_owned(),
         roles: u.roles.clone(),
         last_login_at: u.last_login_at,
-        outcome: s.0.to_owned(),
-        code: s.1.clone(),
-        message: s.2.clone(),
+        outcome: s.outcome.as_str().to_owned(),
+        code: s.code.clone(),
+        message: s.message.clone(),
     }
 }
 

@@ -18,27 +18,17 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use tokio::sync::watch;
 
-use super::jobs::{cancel_pending, PENDING};
+use super::status::ItemStatus;
+use super::store::{self, ClaimedJob as Claimed, Lease, Store};
 use super::{unix_millis, unix_now, Bulk, BulkError};
-use crate::contract::{Action, Outcome, Request};
+use crate::contract::{Outcome, Request};
 use crate::escalation::{self, Asked};
 use crate::executor::{
     ActionReport, ActorRef, Ask, Decider, Epilogue, ExecError, PolicyFault, Verdict,
 };
-
-/// A job this worker holds.
-#[derive(Debug, Clone)]
-struct Claimed {
-    id: String,
-    tenant: String,
-    action: Action,
-    actor_id: String,
-    transfer_to: Option<String>,
-    reason: Option<String>,
-}
 
 /// Work bulk jobs until `stop` turns true: this host's queued jobs at once
 /// (woken by execute), other hosts' and abandoned ones by polling.
@@ -98,53 +88,14 @@ impl Bulk {
 
     /// Take the oldest job that is queued, or running under a lapsed lease.
     async fn claim(&self, me: &str) -> Result<Option<Claimed>, BulkError> {
-        let now_ms = unix_millis();
-        let candidates = sqlx::query(
-            "SELECT id FROM lethe_bulk_jobs WHERE status IN ('queued', 'running') \
-             AND (lease_until IS NULL OR lease_until < $1) ORDER BY created_at, id LIMIT 8",
-        )
-        .bind(now_ms)
-        .fetch_all(self.db().pool())
-        .await?;
-        for row in candidates {
-            let id: String = row.try_get(0)?;
-            let took = sqlx::query(
-                "UPDATE lethe_bulk_jobs SET lease_owner = $2, lease_until = $3, status = 'running', \
-                 started_at = COALESCE(started_at, $4) \
-                 WHERE id = $1 AND status IN ('queued', 'running') AND (lease_until IS NULL OR lease_until < $5)",
-            )
-            .bind(&id)
-            .bind(me)
-            .bind(self.lease_until())
-            .bind(unix_now())
-            .bind(now_ms)
-            .execute(self.db().pool())
-            .await?
-            .rows_affected();
-            if took != 1 {
-                continue; // another worker was faster
-            }
-            let r = sqlx::query(
-                "SELECT tenant_id, action, actor_id, transfer_to, reason FROM lethe_bulk_jobs WHERE id = $1",
-            )
-            .bind(&id)
-            .fetch_one(self.db().pool())
+        let job = self
+            .store()
+            .claim_job(me, self.lease_until(), unix_now(), unix_millis())
             .await?;
-            let action: String = r.try_get(1)?;
-            let job = Claimed {
-                id,
-                tenant: r.try_get(0)?,
-                action: action
-                    .parse()
-                    .map_err(|_| BulkError::Corrupt(format!("job action `{action}`")))?,
-                actor_id: r.try_get(2)?,
-                transfer_to: r.try_get(3)?,
-                reason: r.try_get(4)?,
-            };
+        if let Some(job) = &job {
             tracing::info!(job = %job.id, tenant = %job.tenant, worker = %me, "bulk job claimed");
-            return Ok(Some(job));
         }
-        Ok(None)
+        Ok(job)
     }
 
     /// Work one claimed job until it is done, cancelled, lost or the host
@@ -163,42 +114,24 @@ impl Bulk {
             }
             // Renew the lease, and learn whether a cancel was asked for
             // (possibly through another host).
-            let renewed = sqlx::query(
-                "UPDATE lethe_bulk_jobs SET lease_until = $3 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(&job.id)
-            .bind(me)
-            .bind(self.lease_until())
-            .execute(self.db().pool())
-            .await?
-            .rows_affected();
-            if renewed != 1 {
-                break Stopped::LostLease;
+            match self
+                .store()
+                .renew_lease(&job.id, me, self.lease_until())
+                .await?
+            {
+                Lease::Lost => break Stopped::LostLease,
+                Lease::Held {
+                    cancel_requested: true,
+                } => break Stopped::Cancelled,
+                Lease::Held { .. } => {}
             }
-            let cancel: i64 =
-                sqlx::query("SELECT cancel_requested FROM lethe_bulk_jobs WHERE id = $1")
-                    .bind(&job.id)
-                    .fetch_one(self.db().pool())
-                    .await?
-                    .try_get(0)?;
-            if cancel != 0 {
-                break Stopped::Cancelled;
-            }
-            let batch = sqlx::query(
-                "SELECT seq, user_id FROM lethe_bulk_items WHERE job_id = $1 AND status = $2 ORDER BY seq LIMIT $3",
-            )
-            .bind(&job.id)
-            .bind(PENDING)
-            .bind(self.settings().batch_size.max(1) as i64)
-            .fetch_all(self.db().pool())
-            .await?;
-            if batch.is_empty() {
+            let items = self
+                .store()
+                .pending_items(&job.id, self.settings().batch_size)
+                .await?;
+            if items.is_empty() {
                 break Stopped::Done;
             }
-            let items: Vec<(i64, String)> = batch
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_, sqlx::Error>>()?;
             if let Some(why) = self.batch(decider, job, &items, stop).await? {
                 break why;
             }
@@ -206,30 +139,11 @@ impl Bulk {
         let now = unix_now();
         match stopped {
             Stopped::Done => {
-                sqlx::query(
-                    "UPDATE lethe_bulk_jobs SET status = 'completed', finished_at = $3, lease_owner = NULL, \
-                     lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-                )
-                .bind(&job.id)
-                .bind(me)
-                .bind(now)
-                .execute(self.db().pool())
-                .await?;
+                self.store().complete_job(&job.id, me, now).await?;
                 tracing::info!(job = %job.id, "bulk job completed");
             }
             Stopped::Cancelled => {
-                let mut tx = self.db().begin_write().await?;
-                let left = cancel_pending(&mut tx, &job.id, now).await?;
-                sqlx::query(
-                    "UPDATE lethe_bulk_jobs SET status = 'cancelled', finished_at = $3, lease_owner = NULL, \
-                     lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-                )
-                .bind(&job.id)
-                .bind(me)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
+                let left = self.store().cancel_job(&job.id, me, now).await?;
                 if let Ok(mut c) = self.inner.cancelled.lock() {
                     c.remove(&job.id);
                 }
@@ -238,13 +152,7 @@ impl Bulk {
             Stopped::Shutdown => {
                 // Hand the job back at once: the next host start resumes it
                 // without waiting for the lease.
-                sqlx::query(
-                    "UPDATE lethe_bulk_jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-                )
-                .bind(&job.id)
-                .bind(me)
-                .execute(self.db().pool())
-                .await?;
+                self.store().release_job(&job.id, me).await?;
                 tracing::info!(job = %job.id, "bulk job released at shutdown");
             }
             Stopped::LostLease => {
@@ -330,22 +238,13 @@ impl Bulk {
                 }
                 Err(e) => {
                     let status = match e {
-                        ExecError::Lifecycle(_) => "denied",
-                        _ => "failed",
+                        ExecError::Lifecycle(_) => ItemStatus::Denied,
+                        _ => ItemStatus::Failed,
                     };
-                    tracing::info!(job = %job.id, %user, status, error = %e, "bulk item not applied");
-                    sqlx::query(
-                        "UPDATE lethe_bulk_items SET status = $3, code = $4, detail = $5, done_at = $6 \
-                         WHERE job_id = $1 AND seq = $2 AND status = 'pending'",
-                    )
-                    .bind(&job.id)
-                    .bind(*seq)
-                    .bind(status)
-                    .bind(e.code().as_str())
-                    .bind(e.to_string())
-                    .bind(ask.now)
-                    .execute(self.db().pool())
-                    .await?;
+                    tracing::info!(job = %job.id, %user, %status, error = %e, "bulk item not applied");
+                    self.store()
+                        .mark_item_failed(&job.id, *seq, status, e.code(), &e.to_string(), ask.now)
+                        .await?;
                 }
             }
         }
@@ -388,39 +287,41 @@ impl Epilogue for ItemDone<'_> {
         conn: &mut AnyConnection,
         report: &ActionReport,
     ) -> Result<(), ExecError> {
-        let (status, code, detail, escalation_id) = match &report.decision.outcome {
-            Outcome::Allow { .. } => ("applied", None, None, None),
-            Outcome::Escalate { queue, reason } => {
-                let id = escalation::insert(conn, report, self.asked, self.now)
+        let escalation_id = match &report.decision.outcome {
+            Outcome::Escalate { .. } => Some(
+                escalation::insert(conn, report, self.asked, self.now)
                     .await
-                    .map_err(|e| ExecError::Corrupt(e.to_string()))?;
-                (
-                    "escalated",
-                    Some(queue.clone()),
-                    Some(reason.clone()),
-                    Some(id),
-                )
-            }
-            Outcome::Deny { code, message } => {
-                ("denied", Some(code.clone()), Some(message.clone()), None)
-            }
+                    .map_err(|e| ExecError::Corrupt(e.to_string()))?,
+            ),
+            _ => None,
         };
-        let moved = sqlx::query(
-            "UPDATE lethe_bulk_items SET status = $3, code = $4, detail = $5, action_id = $6, escalation_id = $7, \
-             done_at = $8 WHERE job_id = $1 AND seq = $2 AND status = 'pending'",
-        )
-        .bind(self.job)
-        .bind(self.seq)
-        .bind(status)
-        .bind(code)
-        .bind(detail)
-        .bind(&report.action_id)
-        .bind(escalation_id)
-        .bind(self.now)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if moved != 1 {
+        let done = match &report.decision.outcome {
+            Outcome::Allow { .. } => store::ItemOutcome {
+                status: ItemStatus::Applied,
+                code: None,
+                detail: None,
+                action_id: &report.action_id,
+                escalation_id: None,
+            },
+            Outcome::Escalate { queue, reason } => store::ItemOutcome {
+                status: ItemStatus::Escalated,
+                code: Some(queue.as_str()),
+                detail: Some(reason.as_str()),
+                action_id: &report.action_id,
+                escalation_id: escalation_id.as_deref(),
+            },
+            Outcome::Deny { code, message } => store::ItemOutcome {
+                status: ItemStatus::Denied,
+                code: Some(code.as_str()),
+                detail: Some(message.as_str()),
+                action_id: &report.action_id,
+                escalation_id: None,
+            },
+        };
+        let moved = Store::mark_item_done(conn, self.job, self.seq, &done, self.now)
+            .await
+            .map_err(|e| ExecError::Db(crate::db::DbError::Sql(e)))?;
+        if !moved {
             return Err(ExecError::Superseded(format!(
                 "item {} of job {} is no longer pending",
                 self.seq, self.job
