@@ -622,8 +622,8 @@ mod tests {
         crate::seed::seed(&db, &opts).await.unwrap();
         let map = crate::datamap::DataMap::parse(include_str!("../../examples/demo/datamap.toml"))
             .unwrap();
-        let ex = Executor::new(db.clone(), map.clone()).await.unwrap();
-        let directory = Directory::new(db, map);
+        let ex = Executor::new(db, map).await.unwrap();
+        let directory = Directory::new(ex.platform().clone());
         let mut user = None;
         for i in 2..=12 {
             let id = format!("t1-u{i}");
