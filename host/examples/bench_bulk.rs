@@ -771,7 +771,7 @@ async fn run_lethe(
     worker.await?;
     let done = bulk.job(TENANT, &job.job_id).await?;
     ensure!(
-        done.status == "completed" && done.total == n && done.applied == n,
+        done.status == lethe::bulk::JobStatus::Completed && done.total == n && done.applied == n,
         "job ended {} with {} of {} applied (denied {}, failed {}, escalated {}): {:?}",
         done.status,
         done.applied,

@@ -118,6 +118,18 @@ pub enum EscalationError {
     Corrupt(String),
 }
 
+/// An escalation written inside an action (an epilogue) fails the action
+/// with what went wrong: a database error stays a database error.
+impl From<EscalationError> for ExecError {
+    fn from(e: EscalationError) -> ExecError {
+        match e {
+            EscalationError::Db(d) => ExecError::Db(d),
+            EscalationError::Exec(e) => e,
+            other => ExecError::Corrupt(other.to_string()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for EscalationError {
     fn from(e: sqlx::Error) -> Self {
         EscalationError::Db(DbError::Sql(e))
@@ -244,13 +256,8 @@ impl Epilogue for Queue<'_> {
         if !matches!(report.decision.outcome, Outcome::Escalate { .. }) || report.dry_run {
             return Ok(());
         }
-        insert(conn, report, &self.asked, self.now)
-            .await
-            .map(|_| ())
-            .map_err(|e| match e {
-                EscalationError::Db(d) => ExecError::Db(d),
-                other => ExecError::Corrupt(other.to_string()),
-            })
+        insert(conn, report, &self.asked, self.now).await?;
+        Ok(())
     }
 }
 

@@ -1,9 +1,8 @@
 //! Jobs as the API and the CLI see them: the JSON views, and the reads
 //! and the cancel behind them (the SQL is in [`super::store`]).
 //!
-//! The `status` fields are the wire spellings of [`JobStatus`] and
-//! [`ItemStatus`], written only from those enums. They stay `String`s in
-//! these views while `cli::bulk` reads them as text.
+//! Statuses are [`JobStatus`] and [`ItemStatus`]; their JSON spelling is
+//! their SQL spelling.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +18,8 @@ pub struct Job {
     pub action: String,
     pub actor_id: String,
     /// queued, running, completed or cancelled.
-    pub status: String,
+    #[schema(value_type = String, example = "running")]
+    pub status: JobStatus,
     pub cancel_requested: bool,
     pub total: u64,
     /// applied + escalated + denied + failed + cancelled.
@@ -44,12 +44,7 @@ pub struct Job {
 impl Job {
     /// No worker touches the job again (completed or cancelled).
     pub fn is_terminal(&self) -> bool {
-        self.status().is_ok_and(JobStatus::is_terminal)
-    }
-
-    /// The status as its enum.
-    pub fn status(&self) -> Result<JobStatus, super::UnknownStatus> {
-        self.status.parse()
+        self.status.is_terminal()
     }
 }
 
@@ -59,7 +54,8 @@ pub struct JobItem {
     pub seq: i64,
     pub user_id: String,
     /// pending, applied, escalated, denied, failed or cancelled.
-    pub status: String,
+    #[schema(value_type = String, example = "escalated")]
+    pub status: ItemStatus,
     /// The deny code, escalation queue, or failure code.
     pub code: Option<String>,
     pub detail: Option<String>,
@@ -115,11 +111,7 @@ impl Bulk {
     /// a running one stops before its next user (this host) or batch
     /// (another host). Users already done stay done.
     pub async fn cancel(&self, tenant: &str, job_id: &str) -> Result<Job, BulkError> {
-        let status = self
-            .job(tenant, job_id)
-            .await?
-            .status()
-            .map_err(|e| BulkError::Corrupt(e.to_string()))?;
+        let status = self.job(tenant, job_id).await?.status;
         if status.is_terminal() {
             return Err(BulkError::Finished { status });
         }

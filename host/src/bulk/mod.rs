@@ -156,8 +156,8 @@ pub struct OutcomeCounts {
 /// How many users got one outcome for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReasonCount {
-    /// An [`OutcomeKind`] name.
-    pub outcome: String,
+    #[schema(value_type = String, example = "deny")]
+    pub outcome: OutcomeKind,
     /// The policy's deny code, the escalation queue, or the host's code
     /// (`invalid-transition`, `policy-fault`…).
     pub code: String,
@@ -180,8 +180,8 @@ pub struct SampleUser {
     pub state: String,
     pub roles: Vec<String>,
     pub last_login_at: Option<i64>,
-    /// An [`OutcomeKind`] name.
-    pub outcome: String,
+    #[schema(value_type = String, example = "allow")]
+    pub outcome: OutcomeKind,
     pub code: Option<String>,
     pub message: Option<String>,
 }

@@ -288,7 +288,7 @@ impl Bulk {
             reasons: reasons
                 .into_iter()
                 .map(|((outcome, code), count)| ReasonCount {
-                    outcome: outcome.as_str().to_owned(),
+                    outcome,
                     code,
                     count,
                 })
@@ -341,7 +341,7 @@ fn sample_user(u: &UserSummary, s: &Said) -> SampleUser {
         state: u.state.as_str().to_owned(),
         roles: u.roles.clone(),
         last_login_at: u.last_login_at,
-        outcome: s.outcome.as_str().to_owned(),
+        outcome: s.outcome,
         code: s.code.clone(),
         message: s.message.clone(),
     }

@@ -134,7 +134,7 @@ fn job_from_row(r: &AnyRow) -> Result<Job, BulkError> {
         preview_id: r.try_get(2)?,
         action: r.try_get(3)?,
         actor_id: r.try_get(4)?,
-        status: status.as_str().to_owned(),
+        status,
         cancel_requested: cancel != 0,
         total: u64::try_from(total).unwrap_or(0),
         done: 0,
@@ -157,7 +157,7 @@ fn item_from_row(r: &AnyRow) -> Result<JobItem, BulkError> {
     Ok(JobItem {
         seq: r.try_get(0)?,
         user_id: r.try_get(1)?,
-        status: status.as_str().to_owned(),
+        status,
         code: r.try_get(3)?,
         detail: r.try_get(4)?,
         action_id: r.try_get(5)?,

@@ -288,11 +288,9 @@ impl Epilogue for ItemDone<'_> {
         report: &ActionReport,
     ) -> Result<(), ExecError> {
         let escalation_id = match &report.decision.outcome {
-            Outcome::Escalate { .. } => Some(
-                escalation::insert(conn, report, self.asked, self.now)
-                    .await
-                    .map_err(|e| ExecError::Corrupt(e.to_string()))?,
-            ),
+            Outcome::Escalate { .. } => {
+                Some(escalation::insert(conn, report, self.asked, self.now).await?)
+            }
             _ => None,
         };
         let done = match &report.decision.outcome {

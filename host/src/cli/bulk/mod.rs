@@ -26,7 +26,7 @@ mod time;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use lethe::bulk::{BulkFilter, ExecuteRequest, Job, Preview, PreviewRequest};
+use lethe::bulk::{BulkFilter, ExecuteRequest, Job, JobStatus, Preview, PreviewRequest};
 use lethe::clock::unix_now;
 use lethe::contract::{Action, LifecycleState, UnknownName};
 use reqwest::Url;
@@ -341,7 +341,7 @@ async fn cancel(args: JobArgs) -> anyhow::Result<ExitCode> {
 /// 0 unless the job ended cancelled or with failed users: a script that
 /// executes a bulk action must be able to tell "all done" from "look at it".
 fn job_exit(job: &Job) -> ExitCode {
-    if job.status == "cancelled" || job.failed > 0 {
+    if job.status == JobStatus::Cancelled || job.failed > 0 {
         ExitCode::from(EXIT_INCOMPLETE)
     } else {
         ExitCode::SUCCESS
@@ -410,7 +410,7 @@ mod tests {
         let ok = Job { failed: 0, ..j };
         assert_eq!(job_exit(&ok), ExitCode::SUCCESS);
         let cancelled = Job {
-            status: "cancelled".into(),
+            status: JobStatus::Cancelled,
             ..ok
         };
         assert_eq!(job_exit(&cancelled), ExitCode::from(EXIT_INCOMPLETE));

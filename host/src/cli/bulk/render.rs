@@ -106,7 +106,7 @@ pub(super) fn render_preview(p: &Preview, tenant: &str, now: i64) -> String {
         let rows: Vec<Vec<String>> = p
             .reasons
             .iter()
-            .map(|r| vec![r.outcome.clone(), r.code.clone(), r.count.to_string()])
+            .map(|r| vec![r.outcome.to_string(), r.code.clone(), r.count.to_string()])
             .collect();
         out.push_str(&table(&rows));
     }
@@ -141,7 +141,7 @@ pub(super) fn render_preview(p: &Preview, tenant: &str, now: i64) -> String {
                     u.user_id.clone(),
                     u.display_name.clone().unwrap_or_default(),
                     u.state.clone(),
-                    u.outcome.clone(),
+                    u.outcome.to_string(),
                     why,
                 ]
             })
@@ -179,7 +179,7 @@ pub(super) fn render_job(j: &Job, tenant: &str) -> String {
         "Job {} (preview {}) on tenant {tenant}: {} as {}",
         j.job_id, j.preview_id, j.action, j.actor_id
     );
-    let mut status = j.status.clone();
+    let mut status = j.status.to_string();
     if j.cancel_requested && !j.is_terminal() {
         status.push_str(", cancel requested");
     }
@@ -214,7 +214,7 @@ pub(super) fn render_job(j: &Job, tenant: &str) -> String {
                 }
                 vec![
                     n.user_id.clone(),
-                    n.status.clone(),
+                    n.status.to_string(),
                     n.code.clone().unwrap_or_else(|| "-".to_owned()),
                     why.trim().to_owned(),
                 ]
