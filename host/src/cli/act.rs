@@ -5,13 +5,9 @@ use lethe::clock::unix_now;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use lethe::config::Config;
 use lethe::contract::Action;
-use lethe::datamap::DataMap;
-use lethe::db::Db;
 use lethe::executor::{ActionInput, ActorRef, Executor};
-use lethe::policy::Runtime;
 use lethe::tenancy::TenantPolicies;
 
 /// Options of `lethe act`.
@@ -68,22 +64,9 @@ fn actor(s: &str) -> ActorRef {
     }
 }
 
-/// Connects the database, validates the data map against it, loads every
-/// tenant's policy.
+/// The host the config describes, Lethe's tables used as they are.
 async fn open(config: &std::path::Path) -> anyhow::Result<(Executor, TenantPolicies)> {
-    let cfg = Config::load(config)?;
-    let map = DataMap::load(&cfg.datamap)?;
-    let db = Db::connect(&cfg.database_url)
-        .await
-        .context("connecting to the database")?;
-    let executor = Executor::new(db, map).await?;
-    let mut runtime_config = cfg.runtime.clone();
-    if runtime_config.cache_dir.is_none() {
-        runtime_config.cache_dir = lethe::policy::RuntimeConfig::default_cache_dir();
-    }
-    let runtime = Runtime::new(runtime_config)?;
-    let policies = TenantPolicies::load(&runtime, &cfg.tenants)?;
-    Ok((executor, policies))
+    super::open_host(&Config::load(config)?, super::LetheTables::AsTheyAre).await
 }
 
 pub fn act(args: ActArgs) -> anyhow::Result<ExitCode> {

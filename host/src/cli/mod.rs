@@ -11,7 +11,47 @@ mod serve;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use lethe::config::Config;
+use lethe::datamap::DataMap;
+use lethe::db::Db;
+use lethe::executor::Executor;
+use lethe::policy::{Runtime, RuntimeConfig};
+use lethe::tenancy::TenantPolicies;
+
+/// What a command does with Lethe's own `lethe_*` tables when it opens the
+/// database.
+enum LetheTables {
+    /// Create or update them first (`lethe serve`).
+    Migrate,
+    /// Use them as they are (one-off commands).
+    AsTheyAre,
+}
+
+/// The host `cfg` describes: the database connected, the data map validated
+/// against it (the executor refuses a map that does not match), every
+/// tenant's policy loaded.
+async fn open_host(
+    cfg: &Config,
+    tables: LetheTables,
+) -> anyhow::Result<(Executor, TenantPolicies)> {
+    let map = DataMap::load(&cfg.datamap)?;
+    let db = Db::connect(&cfg.database_url)
+        .await
+        .context("connecting to the database")?;
+    if let LetheTables::Migrate = tables {
+        db.migrate().await.context("migrating lethe_* tables")?;
+    }
+    let executor = Executor::new(db, map).await?;
+    let mut runtime_config = cfg.runtime.clone();
+    if runtime_config.cache_dir.is_none() {
+        runtime_config.cache_dir = RuntimeConfig::default_cache_dir();
+    }
+    let runtime = Runtime::new(runtime_config)?;
+    let policies = TenantPolicies::load(&runtime, &cfg.tenants)?;
+    Ok((executor, policies))
+}
 
 #[derive(Debug, Parser)]
 #[command(

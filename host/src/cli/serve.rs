@@ -8,11 +8,6 @@ use anyhow::Context;
 use lethe::api::{self, AppState, ServeOptions};
 use lethe::apikeys::StaticKeys;
 use lethe::config::Config;
-use lethe::datamap::DataMap;
-use lethe::db::Db;
-use lethe::executor::Executor;
-use lethe::policy::Runtime;
-use lethe::tenancy::TenantPolicies;
 
 /// Options of `lethe serve`.
 #[derive(Debug, clap::Args)]
@@ -30,20 +25,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(listen) = args.listen {
             cfg.listen = listen;
         }
-        let map = DataMap::load(&cfg.datamap)?;
-        let db = Db::connect(&cfg.database_url)
-            .await
-            .context("connecting to the database")?;
         // Lethe's own tables (keys, escalations…) are created or updated at
         // start, so a new host version never runs on an old schema.
-        db.migrate().await.context("migrating lethe_* tables")?;
-        let executor = Executor::new(db, map).await?;
-        let mut runtime_config = cfg.runtime.clone();
-        if runtime_config.cache_dir.is_none() {
-            runtime_config.cache_dir = lethe::policy::RuntimeConfig::default_cache_dir();
-        }
-        let runtime = Runtime::new(runtime_config)?;
-        let policies = TenantPolicies::load(&runtime, &cfg.tenants)?;
+        let (executor, policies) = super::open_host(&cfg, super::LetheTables::Migrate).await?;
         let tenants = cfg.tenants.iter().map(|t| t.id.clone()).collect();
         let state = AppState::new(
             executor,
