@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::contract::{Holding, LifecycleState};
+use crate::contract::{Action, Holding, LifecycleState, UnknownName};
 use crate::db::{DbError, RowLock};
 use crate::platform::users::Decoded;
 use crate::platform::{Platform, PlatformError, UserQuery, UserRecord};
@@ -25,6 +25,8 @@ pub enum DirectoryError {
     BadCursor,
     #[error(transparent)]
     Platform(PlatformError),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
 }
 
 impl From<PlatformError> for DirectoryError {
@@ -93,9 +95,12 @@ pub struct UserPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub action_id: String,
-    pub action: String,
-    pub from_state: String,
-    pub to_state: String,
+    #[schema(value_type = String, example = "delete")]
+    pub action: Action,
+    #[schema(value_type = String, example = "active")]
+    pub from_state: LifecycleState,
+    #[schema(value_type = String, example = "deleted")]
+    pub to_state: LifecycleState,
     pub at: i64,
 }
 
@@ -306,16 +311,8 @@ impl Directory {
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|r| {
-            Ok(HistoryEntry {
-                action_id: r.try_get(0)?,
-                action: r.try_get(1)?,
-                from_state: r.try_get(2)?,
-                to_state: r.try_get(3)?,
-                at: r.try_get(4)?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        .map(history_entry)
+        .collect::<Result<Vec<_>, DirectoryError>>()?;
         let history = chain_order(history, u.subject.state);
         Ok(Some(UserDetail {
             summary: self.summary(&u),
@@ -341,6 +338,19 @@ impl Directory {
     }
 }
 
+/// A `lethe_lifecycle_history` row.
+fn history_entry(r: &sqlx::any::AnyRow) -> Result<HistoryEntry, DirectoryError> {
+    let named = |i: usize| -> Result<String, DirectoryError> { Ok(r.try_get::<String, _>(i)?) };
+    let corrupt = |e: UnknownName| DirectoryError::Corrupt(e.to_string());
+    Ok(HistoryEntry {
+        action_id: r.try_get(0)?,
+        action: named(1)?.parse().map_err(corrupt)?,
+        from_state: named(2)?.parse().map_err(corrupt)?,
+        to_state: named(3)?.parse().map_err(corrupt)?,
+        at: r.try_get(4)?,
+    })
+}
+
 /// History in the order it happened. Entries are stamped in seconds, and
 /// several steps can share one second (delete, restore, delete again); the
 /// history table has no sequence column, so ties are ordered by following
@@ -353,14 +363,7 @@ fn chain_order(mut entries: Vec<HistoryEntry>, current: LifecycleState) -> Vec<H
     let mut used = vec![false; entries.len()];
     let mut path = Vec::with_capacity(entries.len());
     let mut budget = 20_000u32;
-    if chain(
-        &entries,
-        None,
-        current.as_str(),
-        &mut used,
-        &mut path,
-        &mut budget,
-    ) {
+    if chain(&entries, None, current, &mut used, &mut path, &mut budget) {
         path.into_iter().map(|k| entries[k].clone()).collect()
     } else {
         entries
@@ -371,8 +374,8 @@ fn chain_order(mut entries: Vec<HistoryEntry>, current: LifecycleState) -> Vec<H
 /// at `from` and ends at `end`; false when there is none.
 fn chain(
     entries: &[HistoryEntry],
-    from: Option<&str>,
-    end: &str,
+    from: Option<LifecycleState>,
+    end: LifecycleState,
     used: &mut [bool],
     path: &mut Vec<usize>,
     budget: &mut u32,
@@ -397,7 +400,7 @@ fn chain(
         }
         used[k] = true;
         path.push(k);
-        if chain(entries, Some(&entries[k].to_state), end, used, path, budget) {
+        if chain(entries, Some(entries[k].to_state), end, used, path, budget) {
             return true;
         }
         path.pop();
@@ -420,9 +423,9 @@ mod tests {
     fn step(id: &str, action: &str, from: &str, to: &str, at: i64) -> HistoryEntry {
         HistoryEntry {
             action_id: id.into(),
-            action: action.into(),
-            from_state: from.into(),
-            to_state: to.into(),
+            action: action.parse().unwrap(),
+            from_state: from.parse().unwrap(),
+            to_state: to.parse().unwrap(),
             at,
         }
     }
@@ -439,7 +442,7 @@ mod tests {
         ];
         let order: Vec<String> = chain_order(h, LifecycleState::Erased)
             .into_iter()
-            .map(|e| e.action)
+            .map(|e| e.action.to_string())
             .collect();
         assert_eq!(
             order,
@@ -455,7 +458,7 @@ mod tests {
         ];
         let order: Vec<String> = chain_order(h, LifecycleState::Erased)
             .into_iter()
-            .map(|e| e.action)
+            .map(|e| e.action.to_string())
             .collect();
         assert_eq!(order, ["delete", "restore", "delete", "erase"]);
     }

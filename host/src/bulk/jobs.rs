@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::contract::Action;
+
 use super::status::{ItemStatus, JobStatus};
 use super::{unix_millis, unix_now, Bulk, BulkError};
 
@@ -15,7 +17,8 @@ pub struct Job {
     pub job_id: String,
     pub tenant: String,
     pub preview_id: String,
-    pub action: String,
+    #[schema(value_type = String, example = "delete")]
+    pub action: Action,
     pub actor_id: String,
     /// queued, running, completed or cancelled.
     #[schema(value_type = String, example = "running")]

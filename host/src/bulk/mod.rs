@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::contract::Action;
+use crate::contract::{Action, LifecycleState};
 use crate::db::DbError;
 use crate::directory::{Directory, DirectoryError, UserFilter};
 use crate::executor::{ExecError, Executor};
@@ -177,7 +177,8 @@ pub struct EffectEstimate {
 pub struct SampleUser {
     pub user_id: String,
     pub display_name: Option<String>,
-    pub state: String,
+    #[schema(value_type = String, example = "active")]
+    pub state: LifecycleState,
     pub roles: Vec<String>,
     pub last_login_at: Option<i64>,
     #[schema(value_type = String, example = "allow")]
@@ -191,7 +192,8 @@ pub struct SampleUser {
 pub struct Preview {
     pub preview_id: String,
     pub tenant: String,
-    pub action: String,
+    #[schema(value_type = String, example = "delete")]
+    pub action: Action,
     pub actor_id: String,
     /// Users of the tenant the selection matched.
     pub matched: u64,

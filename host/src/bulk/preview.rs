@@ -315,7 +315,7 @@ impl Bulk {
         let preview = Preview {
             preview_id: format!("bp-{}", hex::encode(rand::random::<[u8; 12]>())),
             tenant: tenant.to_owned(),
-            action: req.action.as_str().to_owned(),
+            action: req.action,
             actor_id: req.actor_id.clone(),
             matched: eval.users.len() as u64,
             confirm_count: eval.outcomes.allow,
@@ -338,7 +338,7 @@ fn sample_user(u: &UserSummary, s: &Said) -> SampleUser {
     SampleUser {
         user_id: u.id.clone(),
         display_name: u.display_name.clone(),
-        state: u.state.as_str().to_owned(),
+        state: u.state,
         roles: u.roles.clone(),
         last_login_at: u.last_login_at,
         outcome: s.outcome,

@@ -132,7 +132,7 @@ fn job_from_row(r: &AnyRow) -> Result<Job, BulkError> {
         job_id: r.try_get(0)?,
         tenant: r.try_get(1)?,
         preview_id: r.try_get(2)?,
-        action: r.try_get(3)?,
+        action: r.try_get::<String, _>(3)?.parse().map_err(corrupt)?,
         actor_id: r.try_get(4)?,
         status,
         cancel_requested: cancel != 0,
@@ -194,7 +194,7 @@ impl Store {
         )
         .bind(&preview.preview_id)
         .bind(&preview.tenant)
-        .bind(&preview.action)
+        .bind(preview.action.as_str())
         .bind(&req.actor_id)
         .bind(req.transfer_to.clone())
         .bind(req.reason.clone())

@@ -382,7 +382,7 @@ mod fixtures {
         Preview {
             preview_id: String::new(),
             tenant: String::new(),
-            action: String::new(),
+            action: lethe::contract::Action::Delete,
             actor_id: String::new(),
             matched: 0,
             confirm_count: 0,

@@ -140,7 +140,7 @@ pub(super) fn render_preview(p: &Preview, tenant: &str, now: i64) -> String {
                 vec![
                     u.user_id.clone(),
                     u.display_name.clone().unwrap_or_default(),
-                    u.state.clone(),
+                    u.state.to_string(),
                     u.outcome.to_string(),
                     why,
                 ]
