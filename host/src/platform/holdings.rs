@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::sql::{quote_ident, Sql};
 use super::users::CHUNK;
-use super::{Platform, PlatformError};
+use super::{BoundIds, Platform, PlatformError};
 use crate::contract::Holding;
 use crate::datamap::DataMap;
 
@@ -58,9 +58,10 @@ impl Platform {
             let mut q = Sql::new();
             let t = q.text(tenant);
             let mut parts = Vec::with_capacity(map.categories.len());
+            let mut owners = BoundIds::new(chunk);
             for (i, c) in map.categories.iter().enumerate() {
                 let owner = self.text_expr(&c.table, "x", &c.owner);
-                let owned = self.id_in(&mut q, &c.table, "x", &c.owner, chunk);
+                let owned = owners.cond(self, &mut q, &c.table, "x", &c.owner);
                 let open = match &c.open {
                     Some(o) => format!(
                         "COALESCE(SUM(CASE WHEN x.{} IN ({}) THEN 1 ELSE 0 END), 0)",

@@ -143,28 +143,7 @@ impl Platform {
         col: &str,
         ids: &[S],
     ) -> String {
-        let column = format!("{alias}.{}", quote_ident(col));
-        let placeholders: Vec<String> = match self.kind(table, col) {
-            Some(ColumnKind::Text) => ids.iter().map(|i| q.text(i.as_ref())).collect(),
-            Some(ColumnKind::Integer) => ids
-                .iter()
-                .filter_map(|i| i.as_ref().parse::<i64>().ok())
-                .map(|i| q.int(i))
-                .collect(),
-            // Anything else (uuid, numeric…) is compared as text.
-            _ => {
-                let list: Vec<String> = ids.iter().map(|i| q.text(i.as_ref())).collect();
-                return match list.as_slice() {
-                    [] => "1 = 0".into(),
-                    _ => format!("CAST({column} AS TEXT) IN ({})", list.join(", ")),
-                };
-            }
-        };
-        match placeholders.as_slice() {
-            [] => "1 = 0".into(),
-            [one] => format!("{column} = {one}"),
-            many => format!("{column} IN ({})", many.join(", ")),
-        }
+        BoundIds::new(ids).cond(self, q, table, alias, col)
     }
 
     /// A value to store in `table.col`, given as text (a user id, a scrub
@@ -241,5 +220,64 @@ impl Platform {
             .get(table)
             .map(|t| t.order.as_slice())
             .unwrap_or_default()
+    }
+}
+
+/// Ids bound once per statement and matched against many columns (a
+/// holdings query names the same owners in every category): each id is
+/// bound once as text and, if a column needs it, once as an integer.
+pub(crate) struct BoundIds<'a, S> {
+    ids: &'a [S],
+    text: Option<Vec<String>>,
+    int: Option<Vec<String>>,
+}
+
+impl<'a, S: AsRef<str>> BoundIds<'a, S> {
+    pub(crate) fn new(ids: &'a [S]) -> BoundIds<'a, S> {
+        BoundIds {
+            ids,
+            text: None,
+            int: None,
+        }
+    }
+
+    /// `alias.col IN (…)` (or `=`), written so the column's index stays
+    /// usable; see [`Platform::id_eq`].
+    pub(crate) fn cond(
+        &mut self,
+        p: &Platform,
+        q: &mut Sql,
+        table: &str,
+        alias: &str,
+        col: &str,
+    ) -> String {
+        let ids = self.ids;
+        let column = format!("{alias}.{}", quote_ident(col));
+        let (column, placeholders) = match p.kind(table, col) {
+            Some(ColumnKind::Integer) => (
+                column,
+                self.int.get_or_insert_with(|| {
+                    ids.iter()
+                        .filter_map(|i| i.as_ref().parse::<i64>().ok())
+                        .map(|i| q.int(i))
+                        .collect()
+                }),
+            ),
+            kind => {
+                let text = self
+                    .text
+                    .get_or_insert_with(|| ids.iter().map(|i| q.text(i.as_ref())).collect());
+                match kind {
+                    Some(ColumnKind::Text) => (column, text),
+                    // Anything else (uuid, numeric…) is compared as text.
+                    _ => (format!("CAST({column} AS TEXT)"), text),
+                }
+            }
+        };
+        match placeholders.as_slice() {
+            [] => "1 = 0".into(),
+            [one] => format!("{column} = {one}"),
+            many => format!("{column} IN ({})", many.join(", ")),
+        }
     }
 }
