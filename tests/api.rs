@@ -20,6 +20,7 @@ use lethe::apikeys::{self, Principal, StaticKeys};
 use lethe::bulk::BulkSettings;
 use lethe::config::TenantConfig;
 use lethe::db::Backend;
+use lethe::deploy::Deployments;
 use lethe::policy::{Runtime, RuntimeConfig};
 use lethe::tenancy::TenantPolicies;
 use reqwest::{Method, StatusCode};
@@ -38,27 +39,25 @@ const BODY_LIMIT: usize = 16 * 1024;
 
 /// The five seed policies, loaded once per test binary (the runtime and
 /// its engine are shared, like in the server).
-fn policies() -> &'static TenantPolicies {
+fn policies() -> &'static (Runtime, TenantPolicies) {
     static POLICIES: OnceLock<(Runtime, TenantPolicies)> = OnceLock::new();
-    &POLICIES
-        .get_or_init(|| {
-            let runtime = Runtime::new(RuntimeConfig {
-                cache_dir: Some(root().join("target/lethe-cache")),
-                ..Default::default()
-            })
-            .expect("runtime");
-            let tenants: Vec<TenantConfig> = TENANTS
-                .iter()
-                .map(|(t, p)| TenantConfig {
-                    id: (*t).into(),
-                    policy: policy_component(p),
-                    api_key_sha256: vec![],
-                })
-                .collect();
-            let policies = TenantPolicies::load(&runtime, &tenants).expect("policies load");
-            (runtime, policies)
+    POLICIES.get_or_init(|| {
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(root().join("target/lethe-cache")),
+            ..Default::default()
         })
-        .1
+        .expect("runtime");
+        let tenants: Vec<TenantConfig> = TENANTS
+            .iter()
+            .map(|(t, p)| TenantConfig {
+                id: (*t).into(),
+                policy: policy_component(p),
+                api_key_sha256: vec![],
+            })
+            .collect();
+        let policies = TenantPolicies::load(&runtime, &tenants).expect("policies load");
+        (runtime, policies)
+    })
 }
 
 /// A running server over a fresh database.
@@ -102,7 +101,8 @@ impl Server {
             .secret;
         let state = AppState::new(
             executor,
-            policies().clone(),
+            policies().1.clone(),
+            Deployments::new(t.db.clone(), policies().0.clone()),
             StaticKeys::default(),
             TENANTS.iter().map(|(t, _)| (*t).to_owned()).collect(),
             BulkSettings {
@@ -121,6 +121,7 @@ impl Server {
                 body_limit_bytes: BODY_LIMIT,
                 sweep_interval: None,
                 bulk_worker: true,
+                upload_limit_bytes: 1 << 20,
             },
             async move {
                 let _ = rx.await;

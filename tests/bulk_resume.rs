@@ -20,18 +20,19 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{call, lethe_cmd, lethe_json, policy_component, write_config, TestDb};
+use common::serve::{free_port, Server};
+use common::{call, lethe_json, policy_component, write_config, TestDb};
 use lethe::db::{Backend, Db};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Row;
 
 const TENANT: &str = "t4";
+/// The servers' log filter: the worker's progress is what a failure needs.
+const LOG: &str = "warn,lethe::bulk=info";
 /// Users per tenant. Large enough that the job runs for seconds (998
 /// members of t4: about 5 s on SQLite and 10 s on PostgreSQL on a 2-core
 /// machine), so the server is killed while it is well under way.
@@ -58,15 +59,6 @@ const OWNED: [(&str, &str); 9] = [
     ("sessions", "user_id"),
 ];
 
-/// A loopback port nobody listens on (now).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The server's config: the demo data map, tenant t4 only, short leases
 /// and small batches.
 fn server_config(dir: &Path, url: &str, port: u16) -> PathBuf {
@@ -86,108 +78,6 @@ fn server_config(dir: &Path, url: &str, port: u16) -> PathBuf {
         policy.display()
     );
     write_config(dir, url, &rest)
-}
-
-/// A `lethe serve` process; killed when dropped (a failing test leaves no
-/// server behind).
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn spawn(config: &Path, port: u16, log: &Path) -> Server {
-        let file = File::create(log).unwrap();
-        let child = lethe_cmd()
-            .env("NO_COLOR", "1")
-            .args(["--log", "warn,lethe::bulk=info", "serve", "--config"])
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log: log.to_owned(),
-        }
-    }
-
-    /// The URL of `path` on this server.
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Poll `/healthz` until it answers; the server must not have exited.
-    async fn wait_healthy(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "lethe serve exited with {status} before serving:\n{}",
-                    self.log_text()
-                );
-            }
-            if let Ok(r) = http.get(self.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lethe serve did not answer /healthz:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: no shutdown path runs, the job's lease is left to lapse.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(!status.success(), "killed server exited with {status}");
-    }
-
-    /// SIGTERM, and wait for the graceful shutdown to finish.
-    async fn terminate(&mut self) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: signalling our own child process, which has not been
-        // reaped yet (its pid cannot have been reused).
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "lethe serve exited with {status} on SIGTERM:\n{}",
-                    self.log_text()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lethe serve did not stop on SIGTERM:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 fn count(v: &Value, field: &str) -> u64 {
@@ -478,7 +368,7 @@ async fn kill_and_resume(backend: Backend) {
     eprintln!("[{backend:?}] seeded in {:?}", started.elapsed());
 
     let http = reqwest::Client::new();
-    let mut server = Server::spawn(&config, port, &dir.path().join("serve-1.log"));
+    let mut server = Server::spawn(&config, port, &dir.path().join("serve-1.log"), LOG);
     server.wait_healthy(&http).await;
     eprintln!("[{backend:?}] serving at {:?}", started.elapsed());
 
@@ -584,7 +474,7 @@ async fn kill_and_resume(backend: Backend) {
     // Restart on the same config: the job is taken over once the lease has
     // lapsed, and completes.
     let log = dir.path().join("serve-2.log");
-    let mut server = Server::spawn(&config, port, &log);
+    let mut server = Server::spawn(&config, port, &log, LOG);
     server.wait_healthy(&http).await;
     let restarted = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(180);

@@ -40,6 +40,7 @@ impl Decider for FixedPlan {
     async fn decide(&self, _tenant: &str, _request: &Request) -> Result<Verdict, PolicyFault> {
         Ok(Verdict {
             policy_sha256: "bench".into(),
+            policy_version: None,
             decision: Decision {
                 outcome: Outcome::Allow {
                     plan: Plan {

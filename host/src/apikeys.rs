@@ -19,6 +19,10 @@ pub enum Principal {
     /// The platform's support staff: works the escalation queue of every
     /// tenant.
     Support,
+    /// A platform operator: manages tenants and deploys their policies.
+    /// Holds the key's id (or `lethe.toml` for a configured hash), which
+    /// deployment records name as who did it.
+    Operator(String),
 }
 
 /// A freshly created key. `secret` exists only here; it is never stored.
@@ -28,6 +32,9 @@ pub struct NewKey {
     pub secret: String,
     pub principal: Principal,
 }
+
+/// `lethe_api_keys.role` of an operator key.
+const OPERATOR_ROLE: &str = "operator";
 
 /// The prefix makes a leaked secret recognisable by secret scanners.
 const SECRET_PREFIX: &str = "lethe_";
@@ -56,18 +63,24 @@ pub async fn create(
 ) -> Result<NewKey, DbError> {
     let secret = format!("{SECRET_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
     let id = format!("key-{}", hex::encode(rand::random::<[u8; 8]>()));
-    let tenant = match &principal {
-        Principal::Tenant(t) => Some(t.clone()),
-        Principal::Support => None,
+    let (tenant, role) = match &principal {
+        Principal::Tenant(t) => (Some(t.clone()), None),
+        Principal::Support => (None, None),
+        Principal::Operator(_) => (None, Some(OPERATOR_ROLE)),
+    };
+    let principal = match principal {
+        Principal::Operator(_) => Principal::Operator(id.clone()),
+        other => other,
     };
     sqlx::query(
-        "INSERT INTO lethe_api_keys (id, sha256, tenant_id, label, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO lethe_api_keys (id, sha256, tenant_id, label, created_at, role) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&id)
     .bind(hash_secret(&secret))
     .bind(tenant)
     .bind(label.map(str::to_owned))
     .bind(now)
+    .bind(role)
     .execute(db.pool())
     .await?;
     Ok(NewKey {
@@ -90,6 +103,12 @@ impl StaticKeys {
             entries.push((
                 h.trim().to_ascii_lowercase().into_bytes(),
                 Principal::Support,
+            ));
+        }
+        for h in &config.operator_key_sha256 {
+            entries.push((
+                h.trim().to_ascii_lowercase().into_bytes(),
+                Principal::Operator("lethe.toml".into()),
             ));
         }
         for t in &config.tenants {
@@ -128,7 +147,7 @@ pub async fn authenticate(
     // The lookup is by hash: the index reveals nothing about the secret,
     // and the stored hash is compared again in constant time.
     let row = sqlx::query(
-        "SELECT sha256, tenant_id FROM lethe_api_keys WHERE sha256 = $1 AND revoked_at IS NULL",
+        "SELECT sha256, tenant_id, role, id FROM lethe_api_keys WHERE sha256 = $1 AND revoked_at IS NULL",
     )
     .bind(&hash)
     .fetch_optional(db.pool())
@@ -141,9 +160,11 @@ pub async fn authenticate(
         return Ok(None);
     }
     let tenant: Option<String> = row.try_get(1)?;
-    Ok(Some(match tenant {
-        Some(t) => Principal::Tenant(t),
-        None => Principal::Support,
+    let role: Option<String> = row.try_get(2)?;
+    Ok(Some(match (tenant, role.as_deref()) {
+        (None, Some(OPERATOR_ROLE)) => Principal::Operator(row.try_get(3)?),
+        (Some(t), _) => Principal::Tenant(t),
+        (None, _) => Principal::Support,
     }))
 }
 

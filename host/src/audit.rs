@@ -23,6 +23,7 @@ pub struct Evidence<'a> {
     pub outcome: &'static str,
     pub at: i64,
     pub policy_sha256: &'a str,
+    pub policy_version: Option<i64>,
     pub request_json: String,
     pub decision_json: String,
     pub rules: String,
@@ -54,6 +55,7 @@ impl<'a> Evidence<'a> {
             outcome: d.outcome.kind(),
             at,
             policy_sha256: &report.policy_sha256,
+            policy_version: report.policy_version,
             request_json: encode("the request", request)?,
             decision_json: encode("the decision", d)?,
             rules: d.rules.join(","),
@@ -78,7 +80,8 @@ fn actor_kind(kind: ActorKind) -> &'static str {
 pub async fn record(conn: &mut AnyConnection, e: &Evidence<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO lethe_decisions (action_id, tenant_id, subject_id, policy_sha256, request_json, \
-         decision_json, rules, fuel_used, latency_us, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         decision_json, rules, fuel_used, latency_us, at, policy_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(e.action_id)
     .bind(e.tenant)
@@ -90,6 +93,7 @@ pub async fn record(conn: &mut AnyConnection, e: &Evidence<'_>) -> Result<(), sq
     .bind(e.fuel_used)
     .bind(e.latency_us)
     .bind(e.at)
+    .bind(e.policy_version)
     .execute(&mut *conn)
     .await?;
     sqlx::query(

@@ -95,6 +95,11 @@ impl CasesFile {
         })
     }
 
+    /// Parses a cases file's text (an upload carries it, not a path).
+    pub fn parse(text: &str) -> Result<CasesFile, toml::de::Error> {
+        toml::from_str(text)
+    }
+
     /// The request a case sends: base, merged with the case's input, minus
     /// its unset paths.
     pub fn request(&self, case: &Case) -> Result<Request, CasesError> {

@@ -54,6 +54,14 @@ pub struct Config {
     /// gives no usable key.
     #[serde(default)]
     pub support_key_sha256: Vec<String>,
+    /// sha256 (hex) of operator keys accepted besides those in the table
+    /// (operators manage tenants and deploy their policies).
+    #[serde(default)]
+    pub operator_key_sha256: Vec<String>,
+    /// Largest policy component an operator may upload, in bytes (a
+    /// Python or JavaScript component is 12 to 40 MB).
+    #[serde(default = "default_upload_limit")]
+    pub policy_upload_limit_bytes: usize,
     /// Bulk jobs: batch size, lease, preview lifetime (`[bulk]`).
     #[serde(default)]
     pub bulk: crate::bulk::BulkSettings,
@@ -64,6 +72,9 @@ fn default_listen() -> String {
 }
 fn default_sweep_interval() -> u64 {
     300
+}
+fn default_upload_limit() -> usize {
+    64 << 20
 }
 fn default_body_limit() -> usize {
     64 * 1024

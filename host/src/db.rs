@@ -34,6 +34,17 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl DbError {
+    /// A unique or primary-key constraint refused the write (a concurrent
+    /// writer took the key first).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Sql(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
 /// Which SQL dialect a database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -15,6 +15,9 @@ use crate::contract::{Decision, Request};
 pub struct Verdict {
     /// sha256 of the policy component, stored with the decision.
     pub policy_sha256: String,
+    /// The tenant's version number of that component, when it came from
+    /// the deployment tables (`None` for a component loaded from a file).
+    pub policy_version: Option<i64>,
     pub decision: Decision,
 }
 

@@ -94,6 +94,17 @@ error_codes! {
     ConfirmCountMismatch => "confirm-count-mismatch",
     JobFinished => "job-finished",
 
+    // Deploying policies (operators).
+    /// A tenant or support key on an operator endpoint.
+    OperatorKeyRequired => "operator-key-required",
+    TenantExists => "tenant-exists",
+    /// An uploaded component failed the validation gate (stored as rejected).
+    PolicyRejected => "policy-rejected",
+    /// Activating a version that was rejected at upload.
+    VersionRejected => "version-rejected",
+    AlreadyActive => "already-active",
+    NothingToRollBack => "nothing-to-roll-back",
+
     /// Ours, not the caller's: the cause is in the server log.
     Internal => "internal",
 }

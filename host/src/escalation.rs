@@ -591,6 +591,7 @@ mod tests {
         async fn decide(&self, _: &str, _: &Request) -> Result<Verdict, PolicyFault> {
             Ok(Verdict {
                 policy_sha256: "0".repeat(64),
+                policy_version: None,
                 decision: Decision {
                     outcome: self.0.clone(),
                     rules: vec!["test".into()],

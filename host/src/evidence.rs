@@ -46,6 +46,9 @@ pub struct DecisionRecord {
     pub action_id: String,
     pub subject: String,
     pub policy_sha256: String,
+    /// The tenant's policy version that decided (none for decisions made
+    /// before versions were kept).
+    pub policy_version: Option<i64>,
     /// The request exactly as the policy saw it.
     #[schema(value_type = Object)]
     pub input: serde_json::Value,
@@ -98,7 +101,7 @@ pub async fn decision(
     action_id: &str,
 ) -> Result<Option<DecisionRecord>, DbError> {
     let row = sqlx::query(
-        "SELECT action_id, subject_id, policy_sha256, request_json, decision_json, rules, fuel_used, latency_us, at \
+        "SELECT action_id, subject_id, policy_sha256, request_json, decision_json, rules, fuel_used, latency_us, at, policy_version \
          FROM lethe_decisions WHERE tenant_id = $1 AND action_id = $2",
     )
     .bind(tenant)
@@ -123,5 +126,6 @@ pub async fn decision(
         fuel_used: r.try_get(6)?,
         latency_us: r.try_get(7)?,
         at: r.try_get(8)?,
+        policy_version: r.try_get(9)?,
     }))
 }

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod config;
 pub mod datamap;
 pub mod db;
+pub mod deploy;
 pub mod executor;
 pub mod lifecycle;
 pub mod plan;

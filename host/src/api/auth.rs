@@ -6,7 +6,7 @@
 //! | [`TenantReader`] | the tenant of `{t}`, or support       | 404 |
 //! | [`TenantActor`]  | the tenant of `{t}` only              | 404, or 403 `tenant-key-required` for support |
 //! | [`SupportAgent`] | support                               | 403 `support-key-required` |
-//! | [`Operator`]     | nobody yet (no operator keys exist)   | 404 |
+//! | [`Operator`]     | an operator key                       | 404 for a tenant key, 403 `operator-key-required` for support |
 //!
 //! All of them authenticate first (401 `unauthorized` without a valid
 //! bearer key). Another tenant's `{t}` answers the same 404 as a tenant
@@ -70,7 +70,9 @@ fn may_read(p: &Principal, t: &str, exists: impl Fn(&str) -> bool) -> Result<(),
     match p {
         Principal::Tenant(own) if own == t => Ok(()),
         Principal::Support if exists(t) => Ok(()),
-        _ => Err(Problem::not_found()),
+        Principal::Tenant(_) | Principal::Support | Principal::Operator(_) => {
+            Err(Problem::not_found())
+        }
     }
 }
 
@@ -80,7 +82,7 @@ fn may_act(p: &Principal, t: &str, exists: impl Fn(&str) -> bool) -> Result<(), 
     may_read(p, t, exists)?;
     match p {
         Principal::Tenant(_) => Ok(()),
-        Principal::Support => Err(Problem::coded(
+        Principal::Support | Principal::Operator(_) => Err(Problem::coded(
             ErrorCode::TenantKeyRequired,
             "actions are asked by the tenant; support approves escalations",
         )),
@@ -90,19 +92,24 @@ fn may_act(p: &Principal, t: &str, exists: impl Fn(&str) -> bool) -> Result<(), 
 fn may_support(p: &Principal) -> Result<(), Problem> {
     match p {
         Principal::Support => Ok(()),
-        Principal::Tenant(_) => Err(Problem::coded(
+        Principal::Tenant(_) | Principal::Operator(_) => Err(Problem::coded(
             ErrorCode::SupportKeyRequired,
-            "this endpoint is for support (operator) keys",
+            "this endpoint is for support keys",
         )),
     }
 }
 
-/// No principal is an operator yet. The match is exhaustive on purpose:
-/// the issue that adds operator keys adds a `Principal` variant, and the
-/// compiler sends it here.
-fn may_operate(p: &Principal) -> Result<(), Problem> {
+/// Only operators manage tenants and policies. A tenant key is not told
+/// the operator API exists (404, like any path it may not see); support
+/// staff are (403).
+fn may_operate(p: &Principal) -> Result<String, Problem> {
     match p {
-        Principal::Tenant(_) | Principal::Support => Err(Problem::not_found()),
+        Principal::Operator(who) => Ok(who.clone()),
+        Principal::Support => Err(Problem::coded(
+            ErrorCode::OperatorKeyRequired,
+            "this endpoint is for operator keys",
+        )),
+        Principal::Tenant(_) => Err(Problem::not_found()),
     }
 }
 
@@ -117,7 +124,7 @@ impl FromRequestParts<AppState> for TenantReader {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let Caller(p) = Caller::from_request_parts(parts, state).await?;
         let t = tenant_segment(parts, state).await?;
-        may_read(&p, &t, |t| state.inner.policies.get(t).is_some())?;
+        may_read(&p, &t, |t| state.inner.policies.knows(t))?;
         Ok(TenantReader(t))
     }
 }
@@ -133,7 +140,7 @@ impl FromRequestParts<AppState> for TenantActor {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let Caller(p) = Caller::from_request_parts(parts, state).await?;
         let t = tenant_segment(parts, state).await?;
-        may_act(&p, &t, |t| state.inner.policies.get(t).is_some())?;
+        may_act(&p, &t, |t| state.inner.policies.knows(t))?;
         Ok(TenantActor(t))
     }
 }
@@ -152,23 +159,18 @@ impl FromRequestParts<AppState> for SupportAgent {
     }
 }
 
-/// An operator key: will manage tenants, policy versions, activation,
-/// webhook endpoints and SCIM tokens (`../shared/design.md`, "Roles").
-///
-/// No key is an operator key yet, so this rejects every caller, after
-/// authenticating them, with the 404 of a path that does not exist. It is
-/// here so the endpoints of the next issues take their role in their
-/// signature like every other handler.
-#[derive(Debug, Clone, Copy)]
-pub struct Operator(());
+/// An operator key: manages tenants, policy versions and activation (and,
+/// later, webhook endpoints and SCIM tokens; `../shared/design.md`,
+/// "Roles"). Holds the key's id, which deployment records name.
+#[derive(Debug, Clone)]
+pub struct Operator(pub String);
 
 impl FromRequestParts<AppState> for Operator {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let Caller(p) = Caller::from_request_parts(parts, state).await?;
-        may_operate(&p)?;
-        Ok(Operator(()))
+        Ok(Operator(may_operate(&p)?))
     }
 }
 
@@ -216,12 +218,23 @@ mod tests {
     }
 
     #[test]
-    fn nobody_is_an_operator_yet() {
-        for p in [Principal::Support, Principal::Tenant("t1".into())] {
-            assert_eq!(
-                code(may_operate(&p)),
-                Some((StatusCode::NOT_FOUND, ErrorCode::NotFound))
-            );
-        }
+    fn only_operators_operate_and_they_read_no_tenant() {
+        let op = Principal::Operator("key-1".into());
+        assert_eq!(may_operate(&op).ok().as_deref(), Some("key-1"));
+        assert_eq!(
+            code(may_operate(&Principal::Support).map(drop)),
+            Some((StatusCode::FORBIDDEN, ErrorCode::OperatorKeyRequired))
+        );
+        assert_eq!(
+            code(may_operate(&Principal::Tenant("t1".into())).map(drop)),
+            Some((StatusCode::NOT_FOUND, ErrorCode::NotFound))
+        );
+        let exists = |t: &str| t == "t1";
+        let not_found = Some((StatusCode::NOT_FOUND, ErrorCode::NotFound));
+        assert_eq!(code(may_read(&op, "t1", exists)), not_found);
+        assert_eq!(
+            code(may_support(&op)),
+            Some((StatusCode::FORBIDDEN, ErrorCode::SupportKeyRequired))
+        );
     }
 }

@@ -118,11 +118,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
             "database unreachable",
         ));
     }
+    let without = state.inner.policies.without_policy();
     let missing: Vec<&String> = state
         .inner
         .tenants
         .iter()
-        .filter(|t| state.inner.policies.get(t).is_none())
+        .filter(|t| !state.inner.policies.knows(t) || without.contains(t))
         .collect();
     if !missing.is_empty() {
         return Err(Problem::new(
@@ -132,9 +133,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
         )
         .with("tenants", missing));
     }
+    let (tenants, loaded) = state.inner.policies.counts();
     Ok(Json(serde_json::json!({
         "status": "ready",
-        "tenants": state.inner.tenants.len(),
+        "tenants": tenants,
+        "loaded": loaded,
+        "replica": state.inner.policies.replica(),
     })))
 }
 

@@ -1,5 +1,5 @@
 //! The HTTP API of `lethe serve`: tenants act on their users, support works
-//! the escalation queue, operators read the evidence.
+//! the escalation queue, operators deploy tenants' policies ([`admin`]).
 //!
 //! Handlers only translate: HTTP in, a call to the [`Executor`], the
 //! [`Directory`], the escalation queue or the evidence, HTTP out. The
@@ -12,6 +12,7 @@
 //! it serves with an extractor of [`auth`] (`TenantReader`, `TenantActor`,
 //! `SupportAgent`, `Operator`), checked before the body is read.
 
+mod admin;
 pub mod auth;
 mod bulk;
 mod handlers;
@@ -33,6 +34,7 @@ use utoipa::OpenApi;
 
 use crate::apikeys::StaticKeys;
 use crate::bulk::{Bulk, BulkSettings};
+use crate::deploy::Deployments;
 use crate::directory::Directory;
 use crate::executor::Executor;
 use crate::tenancy::TenantPolicies;
@@ -51,6 +53,7 @@ struct Inner {
     policies: TenantPolicies,
     directory: Directory,
     bulk: Bulk,
+    deployments: Deployments,
     keys: StaticKeys,
     /// Tenants the configuration declares; `/readyz` checks each has a
     /// policy loaded.
@@ -66,12 +69,15 @@ pub struct ServeOptions {
     /// Run a bulk-job worker inside the server (every host can; jobs are
     /// leased, so several workers never apply one user twice).
     pub bulk_worker: bool,
+    /// Largest policy component an operator may upload.
+    pub upload_limit_bytes: usize,
 }
 
 impl AppState {
     pub fn new(
         executor: Executor,
         policies: TenantPolicies,
+        deployments: Deployments,
         keys: StaticKeys,
         tenants: Vec<String>,
         bulk: BulkSettings,
@@ -84,6 +90,7 @@ impl AppState {
                 policies,
                 directory,
                 bulk,
+                deployments,
                 keys,
                 tenants,
             }),
@@ -104,6 +111,18 @@ impl AppState {
     }
     fn directory(&self) -> &Directory {
         &self.inner.directory
+    }
+    fn deployments(&self) -> &Deployments {
+        &self.inner.deployments
+    }
+
+    /// After an operator changed tenants or activations through this
+    /// replica: serve the change here before answering (the others follow
+    /// within `tenancy::sync::POLL`).
+    async fn follow_activations(&self) {
+        if let Err(e) = crate::tenancy::sync::sync(&self.inner.policies).await {
+            tracing::warn!(error = %e, "cannot re-read the active policy versions");
+        }
     }
 }
 
@@ -160,6 +179,20 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/v1/escalations/{id}", get(escalation))
         .route("/v1/escalations/{id}/approve", post(approve))
         .route("/v1/escalations/{id}/reject", post(reject))
+        .route(
+            "/v1/admin/tenants",
+            get(admin::tenants).post(admin::create_tenant),
+        )
+        .route(
+            "/v1/admin/tenants/{t}/versions",
+            get(admin::versions)
+                .post(admin::upload)
+                .layer(DefaultBodyLimit::max(options.upload_limit_bytes)),
+        )
+        .route("/v1/admin/tenants/{t}/versions/{n}", get(admin::version))
+        .route("/v1/admin/tenants/{t}/activate", post(admin::activate))
+        .route("/v1/admin/tenants/{t}/rollback", post(admin::rollback))
+        .route("/v1/admin/tenants/{t}/policy", get(admin::policy_status))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -185,6 +218,11 @@ pub async fn serve(
     let sweeper = options
         .sweep_interval
         .map(|every| tokio::spawn(sweep_loop(state.clone(), every, stop_rx.clone())));
+    let follower = tokio::spawn(crate::tenancy::sync::follow(
+        state.inner.policies.clone(),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(crate::tenancy::sync::warm_up(state.inner.policies.clone()));
     let worker = options.bulk_worker.then(|| {
         tokio::spawn(crate::bulk::run_worker(
             state.bulk().clone(),
@@ -203,6 +241,7 @@ pub async fn serve(
     if let Some(handle) = worker {
         let _ = handle.await;
     }
+    let _ = follower.await;
     result
 }
 
@@ -238,12 +277,13 @@ async fn sweep_loop(
 /// The OpenAPI document, generated from the handlers and their types.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Lethe", description = "Programmable, per-tenant user deletion: tenant and support API"),
+    info(title = "Lethe", description = "Programmable, per-tenant user deletion: tenant, support and operator API"),
     paths(
         handlers::healthz, handlers::readyz, handlers::list_users, handlers::user_detail, handlers::act,
         handlers::tenant_escalations, handlers::audit, handlers::decision, handlers::support_escalations,
         handlers::escalation, handlers::approve, handlers::reject, bulk::preview, bulk::execute, bulk::jobs,
-        bulk::job, bulk::items, bulk::events, bulk::cancel
+        bulk::job, bulk::items, bulk::events, bulk::cancel, admin::create_tenant, admin::tenants, admin::upload,
+        admin::versions, admin::version, admin::activate, admin::rollback, admin::policy_status
     ),
     components(schemas(
         problem::ProblemDetails, handlers::ActionRequest, handlers::ActionResponse, handlers::ApproveRequest,
@@ -253,7 +293,12 @@ async fn sweep_loop(
         crate::evidence::DecisionRecord, crate::bulk::PreviewRequest, crate::bulk::BulkFilter,
         crate::bulk::Preview, crate::bulk::OutcomeCounts, crate::bulk::ReasonCount, crate::bulk::EffectEstimate,
         crate::bulk::SampleUser, crate::bulk::ExecuteRequest, crate::bulk::Job, crate::bulk::JobItem,
-        crate::bulk::JobPage, crate::bulk::ItemPage
+        crate::bulk::JobPage, crate::bulk::ItemPage, admin::CreateTenantRequest, admin::TenantList,
+        admin::VersionList, admin::ActivateRequest, admin::RollbackRequest, crate::deploy::Tenant,
+        crate::deploy::PolicyVersion, crate::deploy::VersionStatus, crate::deploy::Activation,
+        crate::deploy::ActivationKind, crate::deploy::PolicyStatus, crate::deploy::ReplicaStatus,
+        crate::deploy::gate::GateReport, crate::deploy::gate::Check, crate::deploy::gate::CheckName,
+        crate::deploy::gate::CheckStatus, crate::deploy::gate::CaseResult
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

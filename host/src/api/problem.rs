@@ -145,7 +145,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode as C;
     match code {
         C::Unauthorized => StatusCode::UNAUTHORIZED,
-        C::TenantKeyRequired | C::SupportKeyRequired | C::Denied => StatusCode::FORBIDDEN,
+        C::TenantKeyRequired | C::SupportKeyRequired | C::OperatorKeyRequired | C::Denied => {
+            StatusCode::FORBIDDEN
+        }
         C::NotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         C::MalformedJson | C::BadRequest | C::InvalidQuery | C::InvalidCursor => {
@@ -158,7 +160,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::ActorNotActive
         | C::InvalidTransferTarget
         | C::InvalidSelection
-        | C::ConfirmCountMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+        | C::ConfirmCountMismatch
+        | C::PolicyRejected => StatusCode::UNPROCESSABLE_ENTITY,
         C::InvalidTransition
         | C::RestoreWindowClosed
         | C::RestoreConflict
@@ -168,7 +171,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::StillEscalated
         | C::PreviewUsed
         | C::PreviewStale
-        | C::JobFinished => StatusCode::CONFLICT,
+        | C::JobFinished
+        | C::TenantExists
+        | C::VersionRejected
+        | C::AlreadyActive
+        | C::NothingToRollBack => StatusCode::CONFLICT,
         C::PreviewExpired => StatusCode::GONE,
         // A policy that cannot decide, or whose plan broke an operator
         // rule: the policy is at fault, not the caller; nothing was applied.
@@ -250,6 +257,8 @@ impl Problem {
         .with("message", message)
         .with("rules", &report.decision.rules)
         .with("action_id", &report.action_id)
+        .with("policy_sha256", &report.policy_sha256)
+        .with("policy_version", report.policy_version)
     }
 }
 
@@ -262,6 +271,27 @@ impl From<DirectoryError> for Problem {
                 e.to_string(),
             ),
             other => Problem::internal(other),
+        }
+    }
+}
+
+impl From<crate::deploy::DeployError> for Problem {
+    fn from(e: crate::deploy::DeployError) -> Problem {
+        use crate::deploy::DeployError;
+        let code = e.code();
+        match e {
+            DeployError::NoTenant | DeployError::NoVersion(_) => Problem::not_found(),
+            DeployError::Rejected(version) => {
+                let failures = version.report.failures();
+                Problem::coded(
+                    code,
+                    format!("the component failed validation: {}", failures.join("; ")),
+                )
+                .with("failures", failures)
+                .with("version", &*version)
+            }
+            other if code == ErrorCode::Internal => Problem::internal(other),
+            other => Problem::coded(code, other.to_string()),
         }
     }
 }

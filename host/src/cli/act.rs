@@ -66,7 +66,8 @@ fn actor(s: &str) -> ActorRef {
 
 /// The host the config describes, Lethe's tables used as they are.
 async fn open(config: &std::path::Path) -> anyhow::Result<(Executor, TenantPolicies)> {
-    super::open_host(&Config::load(config)?, super::LetheTables::AsTheyAre).await
+    let host = super::open_host(&Config::load(config)?, super::LetheTables::AsTheyAre).await?;
+    Ok((host.executor, host.policies))
 }
 
 pub fn act(args: ActArgs) -> anyhow::Result<ExitCode> {

@@ -5,6 +5,7 @@
 mod act;
 mod bulk;
 mod data;
+mod deploy;
 mod keys;
 mod policy;
 mod serve;
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 use lethe::config::Config;
 use lethe::datamap::DataMap;
 use lethe::db::Db;
+use lethe::deploy::Deployments;
 use lethe::executor::Executor;
 use lethe::policy::{Runtime, RuntimeConfig};
 use lethe::tenancy::TenantPolicies;
@@ -30,12 +32,10 @@ enum LetheTables {
 }
 
 /// The host `cfg` describes: the database connected, the data map validated
-/// against it (the executor refuses a map that does not match), every
-/// tenant's policy loaded.
-async fn open_host(
-    cfg: &Config,
-    tables: LetheTables,
-) -> anyhow::Result<(Executor, TenantPolicies)> {
+/// against it (the executor refuses a map that does not match), `lethe.toml`'s
+/// tenants imported into the deployment tables when new, and every tenant's
+/// active version ready to load on first use.
+async fn open_host(cfg: &Config, tables: LetheTables) -> anyhow::Result<Host> {
     let map = DataMap::load(&cfg.datamap)?;
     let db = Db::connect(&cfg.database_url)
         .await
@@ -43,14 +43,46 @@ async fn open_host(
     if let LetheTables::Migrate = tables {
         db.migrate().await.context("migrating lethe_* tables")?;
     }
-    let executor = Executor::new(db, map).await?;
+    let executor = Executor::new(db.clone(), map).await?;
     let mut runtime_config = cfg.runtime.clone();
     if runtime_config.cache_dir.is_none() {
         runtime_config.cache_dir = RuntimeConfig::default_cache_dir();
     }
     let runtime = Runtime::new(runtime_config)?;
-    let policies = TenantPolicies::load(&runtime, &cfg.tenants)?;
-    Ok((executor, policies))
+    let deployments = Deployments::new(db.clone(), runtime.clone());
+    deployments
+        .bootstrap(&cfg.tenants, lethe::clock::unix_now())
+        .await
+        .context("importing lethe.toml's tenants")?;
+    let policies = TenantPolicies::from_database(db, runtime, replica_id()).await?;
+    Ok(Host {
+        executor,
+        policies,
+        deployments,
+    })
+}
+
+/// What [`open_host`] opens.
+struct Host {
+    executor: Executor,
+    policies: TenantPolicies,
+    deployments: Deployments,
+}
+
+/// This process, as operators see it in a tenant's policy status:
+/// `hostname:pid:random`, unique across restarts.
+fn replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 3]>())
+    )
 }
 
 #[derive(Debug, Parser)]
@@ -69,7 +101,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Author tools: run, test and inspect a policy component locally.
+    /// Policy tools: run, test and inspect a component locally (authors);
+    /// deploy, activate and roll back tenants' versions through a running
+    /// `lethe serve` (operators).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Fill a database with deterministic demo data (creates the schema).

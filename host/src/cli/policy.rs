@@ -1,5 +1,7 @@
 //! `lethe policy run|test|inspect`: what a policy author needs to check a
-//! component before an operator deploys it.
+//! component before an operator deploys it. The operator's commands
+//! (`deploy`, `versions`, `activate`, `rollback`, `status`, …) are in
+//! [`super::deploy`].
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,8 @@ use clap::{Args, Subcommand};
 use lethe::cases::CasesFile;
 use lethe::contract::Outcome;
 use lethe::policy::{Limits, Policy, Runtime, RuntimeConfig};
+
+use super::deploy;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -36,6 +40,10 @@ pub enum PolicyCommand {
         #[command(flatten)]
         opts: RuntimeOpts,
     },
+    /// Operator commands (deploy, versions, activate, rollback, status,
+    /// tenants, create-tenant): through a running `lethe serve`.
+    #[command(flatten)]
+    Operate(deploy::DeployCommand),
 }
 
 #[derive(Debug, Args)]
@@ -183,5 +191,6 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&body)?);
             Ok(ExitCode::SUCCESS)
         }
+        PolicyCommand::Operate(cmd) => deploy::run(cmd),
     }
 }

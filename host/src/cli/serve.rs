@@ -27,11 +27,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         // Lethe's own tables (keys, escalations…) are created or updated at
         // start, so a new host version never runs on an old schema.
-        let (executor, policies) = super::open_host(&cfg, super::LetheTables::Migrate).await?;
+        let host = super::open_host(&cfg, super::LetheTables::Migrate).await?;
         let tenants = cfg.tenants.iter().map(|t| t.id.clone()).collect();
         let state = AppState::new(
-            executor,
-            policies,
+            host.executor,
+            host.policies,
+            host.deployments,
             StaticKeys::new(&cfg),
             tenants,
             cfg.bulk.clone(),
@@ -46,6 +47,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             sweep_interval: (cfg.sweep_interval_secs > 0)
                 .then(|| Duration::from_secs(cfg.sweep_interval_secs)),
             bulk_worker: true,
+            upload_limit_bytes: cfg.policy_upload_limit_bytes,
         };
         api::serve(listener, state, options, shutdown_signal()).await?;
         tracing::info!("lethe stopped");

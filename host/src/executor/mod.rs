@@ -185,6 +185,9 @@ pub struct ActionReport {
     pub subject: String,
     pub action: Action,
     pub policy_sha256: String,
+    /// The version that decided (see [`Verdict::policy_version`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<i64>,
     pub decision: Decision,
     pub from_state: LifecycleState,
     /// `None` unless the action was allowed and applied.
@@ -404,6 +407,7 @@ impl Executor {
             subject: input.subject.clone(),
             action: input.action,
             policy_sha256: verdict.policy_sha256.clone(),
+            policy_version: verdict.policy_version,
             decision: verdict.decision,
             from_state: from,
             to_state: applied.as_ref().map(|a| a.to),

@@ -5,7 +5,7 @@
 //!
 //! - The repository and the `lethe` binary: [`root`], [`policy_component`],
 //!   [`write_config`], [`lethe_cmd`], [`lethe`], [`lethe_ok`], [`lethe_json`].
-//! - HTTP: [`call`].
+//! - HTTP: [`call`]; a `lethe serve` process: [`serve::Server`].
 //! - Test databases on both backends: [`TestDb`], [`BACKENDS`], [`seeded`],
 //!   [`seed_demo`], dumps and one-value queries ([`scalar`], [`text`],
 //!   [`identity`]).
@@ -19,6 +19,8 @@
 //!
 //! Not every binary uses every helper, hence `dead_code` is allowed.
 #![allow(dead_code)]
+
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -235,6 +237,7 @@ where
         let outcome = (self.0)(request)?;
         Ok(Verdict {
             policy_sha256: "0".repeat(64),
+            policy_version: None,
             decision: Decision {
                 outcome,
                 rules: vec![format!("test.{}", request.action)],
