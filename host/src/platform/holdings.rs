@@ -1,8 +1,8 @@
 //! Holdings: per category, how many rows a user owns and how many are open.
 //!
-//! One implementation for one owner (an action, a user's detail page) and
-//! for many (a bulk batch): one `UNION ALL` over the categories' tables,
-//! grouped by owner, one round trip per chunk of owners.
+//! One query for one owner (an action, a user's detail page) and for many
+//! (a bulk batch): a `UNION ALL` over the categories' tables, grouped by
+//! owner for a batch, one round trip per chunk of owners.
 
 use std::collections::HashMap;
 
@@ -26,6 +26,14 @@ pub fn no_holdings(map: &DataMap) -> Vec<Holding> {
         .collect()
 }
 
+/// Whether a holdings query counts per owner (a batch) or for the one
+/// owner it names (an action: no `GROUP BY`, which every action pays for).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    PerOwner,
+    OneOwner,
+}
+
 impl Platform {
     /// The holdings of one user of `tenant` (zeros when it owns nothing).
     pub async fn holdings_of(
@@ -34,10 +42,21 @@ impl Platform {
         tenant: &str,
         owner: &str,
     ) -> Result<Vec<Holding>, PlatformError> {
-        let mut all = self
-            .holdings(conn, tenant, std::slice::from_ref(&owner))
-            .await?;
-        Ok(all.remove(owner).unwrap_or_else(|| no_holdings(self.map())))
+        let mut out = no_holdings(self.map());
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let mut q = Sql::new();
+        let owners = [owner];
+        self.holdings_query(&mut q, tenant, &owners, Grouping::OneOwner);
+        for row in q.fetch_all(conn).await? {
+            let (i, total, open) = counts(&row)?;
+            if let Some(h) = out.get_mut(i) {
+                h.total = total;
+                h.open = open;
+            }
+        }
+        Ok(out)
     }
 
     /// The holdings of each of `owners` that owns anything, in data-map
@@ -56,12 +75,38 @@ impl Platform {
         }
         for chunk in owners.chunks(CHUNK) {
             let mut q = Sql::new();
-            let t = q.text(tenant);
-            let mut parts = Vec::with_capacity(map.categories.len());
-            let mut owners = BoundIds::new(chunk);
-            for (i, c) in map.categories.iter().enumerate() {
-                let owner = self.text_expr(&c.table, "x", &c.owner);
-                let owned = owners.cond(self, &mut q, &c.table, "x", &c.owner);
+            self.holdings_query(&mut q, tenant, chunk, Grouping::PerOwner);
+            for row in q.fetch_all(&mut *conn).await? {
+                let (i, total, open) = counts(&row)?;
+                let owner: String = row.try_get(3)?;
+                let entry = out.entry(owner).or_insert_with(|| no_holdings(map));
+                if let Some(h) = entry.get_mut(i) {
+                    h.total = total;
+                    h.open = open;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One `UNION ALL` over the categories' tables: per category its index,
+    /// total and open counts (and, per owner, the owner).
+    fn holdings_query<S: AsRef<str>>(
+        &self,
+        q: &mut Sql,
+        tenant: &str,
+        owners: &[S],
+        grouping: Grouping,
+    ) {
+        let t = q.text(tenant);
+        let mut owned_by = BoundIds::new(owners);
+        let parts: Vec<String> = self
+            .map()
+            .categories
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let owned = owned_by.cond(self, q, &c.table, "x", &c.owner);
                 let open = match &c.open {
                     Some(o) => format!(
                         "COALESCE(SUM(CASE WHEN x.{} IN ({}) THEN 1 ELSE 0 END), 0)",
@@ -70,26 +115,33 @@ impl Platform {
                     ),
                     None => "COUNT(*)".into(),
                 };
-                parts.push(format!(
-                    "SELECT CAST({i} AS BIGINT), {owner}, CAST(COUNT(*) AS BIGINT), CAST({open} AS BIGINT) \
-                     FROM {} x WHERE x.{} = {t} AND {owned} GROUP BY {owner}",
+                let (owner, group) = match grouping {
+                    Grouping::PerOwner => {
+                        let owner = self.text_expr(&c.table, "x", &c.owner);
+                        (format!(", {owner}"), format!(" GROUP BY {owner}"))
+                    }
+                    Grouping::OneOwner => (String::new(), String::new()),
+                };
+                format!(
+                    "SELECT CAST({i} AS BIGINT), CAST(COUNT(*) AS BIGINT), CAST({open} AS BIGINT){owner} \
+                     FROM {} x WHERE x.{} = {t} AND {owned}{group}",
                     quote_ident(&c.table),
                     quote_ident(&c.tenant),
-                ));
-            }
-            q.push(&parts.join(" UNION ALL "));
-            for row in q.fetch_all(conn).await? {
-                let i: i64 = row.try_get(0)?;
-                let owner: String = row.try_get(1)?;
-                let total: i64 = row.try_get(2)?;
-                let open: i64 = row.try_get(3)?;
-                let entry = out.entry(owner).or_insert_with(|| no_holdings(map));
-                if let Some(h) = usize::try_from(i).ok().and_then(|i| entry.get_mut(i)) {
-                    h.total = u64::try_from(total).unwrap_or(0);
-                    h.open = u64::try_from(open).unwrap_or(0);
-                }
-            }
-        }
-        Ok(out)
+                )
+            })
+            .collect();
+        q.push(&parts.join(" UNION ALL "));
     }
+}
+
+/// `(category index, total, open)` of a holdings row.
+fn counts(row: &sqlx::any::AnyRow) -> Result<(usize, u64, u64), PlatformError> {
+    let i: i64 = row.try_get(0)?;
+    let total: i64 = row.try_get(1)?;
+    let open: i64 = row.try_get(2)?;
+    Ok((
+        usize::try_from(i).unwrap_or(usize::MAX),
+        u64::try_from(total).unwrap_or(0),
+        u64::try_from(open).unwrap_or(0),
+    ))
 }
