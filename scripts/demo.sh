@@ -3,7 +3,7 @@
 # needed, creates examples/demo/demo.db (SQLite) with five demo tenants, one
 # per seed policy (t1 support-only, t2 two-stage-erase, t3 transfer-and-scrub,
 # t4 cohort-cleanup, t5 deactivate-first) and generated data, creates an API
-# key per tenant and a support key, prints them with example requests, and
+# key per tenant, a support key and an operator key, prints them with example requests, and
 # serves the API on 127.0.0.1:8080 (LETHE_LISTEN overrides) until Ctrl-C.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,6 +33,7 @@ for t in t1 t2 t3 t4 t5; do
     echo "export KEY_${t^^}=$($lethe keys create --config "$config" --tenant "$t" --label demo 2>/dev/null | secret)" >> "$keys"
 done
 echo "export KEY_SUPPORT=$($lethe keys create --config "$config" --support --label demo 2>/dev/null | secret)" >> "$keys"
+echo "export KEY_OPERATOR=$($lethe keys create --config "$config" --operator --label demo 2>/dev/null | secret)" >> "$keys"
 echo "export LETHE=http://$listen" >> "$keys"
 
 cat <<MSG
@@ -57,6 +58,8 @@ In another shell:
   curl -s -H "Authorization: Bearer \$KEY_T2" "\$LETHE/v1/tenants/t2/users?state=deactivated&limit=5"
   curl -s -H "Authorization: Bearer \$KEY_T2" \$LETHE/v1/tenants/t2/users/t2-u5
   curl -s \$LETHE/openapi.json
+  # operators: the tenants' policy versions (imported from lethe.toml at start)
+  LETHE_KEY=\$KEY_OPERATOR $lethe policy versions --tenant t5
 
 README.md ("Walkthrough") goes through every seed article this way.
 Serving on http://$listen (Ctrl-C stops).

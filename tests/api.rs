@@ -725,6 +725,17 @@ async fn bad_input(backend: Backend) {
             .body(body)
             .send()
     };
+    // An unknown filter value is refused, not read as "no match".
+    for (path, key) in [
+        ("/v1/escalations?status=bogus", s.support.as_str()),
+        ("/v1/tenants/t5/escalations?status=bogus", s.key("t5")),
+        ("/v1/tenants/t5/users?state=bogus", s.key("t5")),
+    ] {
+        let (st, v) = s.get(path, key).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert_eq!(v["code"], "invalid-query", "{path}: {v}");
+    }
+
     let resp = raw("{\"action\": \"lock\",".into()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");

@@ -12,10 +12,17 @@
 //!   uploaded with its cases, activated, and decided by at once: the same
 //!   request is allowed before and denied after, and the records name the
 //!   version. Rollback returns to version 1.
+//! - Before activating, the changed policy is replayed on the recorded
+//!   traffic: every delete version 1 allowed becomes a denial.
+//! - `lethe decisions verify` re-decides every record with its own version
+//!   and flags one whose stored decision was edited.
+//! - A version whose stored bytes were altered loads nowhere: both servers
+//!   stay on the previous version and report the error in the status.
 //! - A second server on the same database serves each activation; the time
 //!   it takes is printed. During 20 activations a loop of decisions on
-//!   both servers sees no error, and every decision names a version whose
-//!   sha256 is the one that version stored.
+//!   both servers sees no error, and every decision (and every record,
+//!   from real denied actions) names a version whose sha256 is the one that
+//!   version stored.
 //!
 //! Needs the components in `policies/dist/` (`bash policies/build.sh`) and
 //! PostgreSQL at `LETHE_TEST_PG` (default postgres://postgres@127.0.0.1:5432).
@@ -41,6 +48,8 @@ const TENANT: &str = "t2";
 /// active member; deactivate-first denies it (only deactivated users).
 const ADMIN: &str = "t2-u2";
 const MEMBER: &str = "t2-u5";
+/// Another active member, whom MEMBER may not delete under either policy.
+const OTHER: &str = "t2-u6";
 /// The operator's upload limit in these servers.
 const UPLOAD_LIMIT: usize = 4 << 20;
 const LOG: &str = "warn,lethe::tenancy=info,lethe::deploy=info";
@@ -157,6 +166,33 @@ async fn probe(
         .unwrap_or_default()
         .to_owned();
     Ok((allowed, version, sha))
+}
+
+/// A real action both versions deny (a member may not delete anyone), so
+/// a decision record is written: `(version, sha256)` its denial names.
+async fn denied_and_recorded(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+) -> Result<(i64, String), String> {
+    let (status, v) = call(
+        http,
+        Method::POST,
+        &format!("{base}/v1/tenants/{TENANT}/users/{OTHER}/actions"),
+        Some(key),
+        Some(json!({"action": "delete", "actor_id": MEMBER})),
+    )
+    .await;
+    if status != StatusCode::FORBIDDEN || v["code"] != "denied" {
+        return Err(format!("{status}: {v}"));
+    }
+    let version = v["policy_version"]
+        .as_i64()
+        .ok_or_else(|| format!("no policy_version in {v}"))?;
+    Ok((
+        version,
+        v["policy_sha256"].as_str().unwrap_or_default().to_owned(),
+    ))
 }
 
 async fn activate(http: &reqwest::Client, s: &Server, key: &str, version: i64) -> Value {
@@ -365,8 +401,47 @@ async fn operator_flow(backend: Backend) {
     );
     assert_eq!(probe(&http, &b.base, &keys.tenant).await.unwrap().1, 1);
 
-    // A changed policy with its cases: accepted, then activated on A and
-    // served by B.
+    // Recorded traffic under version 1: the admin deletes active members
+    // (two-stage-erase allows it, with a restore window).
+    let (_, page) = get(
+        &a,
+        &format!("/v1/tenants/{TENANT}/users?state=active&limit=40"),
+        &keys.tenant,
+    )
+    .await;
+    let members: Vec<String> = page["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["roles"].as_array().unwrap().iter().all(|r| r != "admin"))
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .filter(|id| ![MEMBER, ADMIN, OTHER].contains(&id.as_str()))
+        .take(6)
+        .collect();
+    assert_eq!(members.len(), 6, "{page}");
+    let mut allowed_deletes = 0;
+    for m in &members {
+        let (st, v) = call(
+            &http,
+            Method::POST,
+            &a.url(&format!("/v1/tenants/{TENANT}/users/{m}/actions")),
+            Some(&keys.tenant),
+            Some(json!({"action": "delete", "actor_id": ADMIN})),
+        )
+        .await;
+        assert!(
+            st == StatusCode::OK || st == StatusCode::FORBIDDEN,
+            "{st}: {v}"
+        );
+        if st == StatusCode::OK {
+            assert_eq!(v["report"]["policy_version"], 1, "{v}");
+            allowed_deletes += 1;
+        }
+    }
+    assert!(allowed_deletes > 0);
+
+    // A changed policy with its cases: accepted, replayed on the recorded
+    // traffic, then activated on A and served by B.
     let (st, v2) = upload(
         &http,
         &a,
@@ -380,6 +455,60 @@ async fn operator_flow(backend: Backend) {
     assert!(v2["report"]["cases"].as_array().unwrap().len() > 3);
     let n2 = v2["version"].as_i64().unwrap();
     let sha2 = v2["sha256"].as_str().unwrap().to_owned();
+    let (st, replay) = call(
+        &http,
+        Method::POST,
+        &a.url(&format!("/v1/admin/tenants/{TENANT}/versions/{n2}/replay")),
+        Some(op),
+        Some(json!({"last": 100})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{replay}");
+    assert_eq!(replay["requests"], members.len(), "{replay}");
+    assert_eq!(replay["faults"], 0, "{replay}");
+    // Every delete of an active user it allowed is denied by the new one.
+    assert_eq!(
+        replay["transitions"],
+        json!([{"from": "allow", "to": "deny", "count": allowed_deletes}]),
+        "{replay}"
+    );
+    let example = &replay["examples"][0];
+    assert_eq!(
+        example["to_rules"],
+        json!(["delete.active-refused"]),
+        "{replay}"
+    );
+    eprintln!(
+        "[{backend:?}] replay: {} recorded decisions at {:.0}/s",
+        replay["requests"], replay["per_second"]
+    );
+    let (st, kept) = get(
+        &a,
+        &format!(
+            "/v1/admin/tenants/{TENANT}/replays/{}",
+            replay["id"].as_str().unwrap()
+        ),
+        op,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{kept}");
+    assert_eq!(kept, replay);
+    let (st, _) = call(
+        &http,
+        Method::POST,
+        &a.url(&format!(
+            "/v1/admin/tenants/{TENANT}/versions/{}/replay",
+            rejected[0]
+        )),
+        Some(op),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::CONFLICT,
+        "a rejected version is not replayed"
+    );
     let activation = activate(&http, &a, op, n2).await;
     assert_eq!(activation["from_version"], 1);
     assert_eq!(activation["to_version"], n2);
@@ -440,6 +569,37 @@ async fn operator_flow(backend: Backend) {
         "{status}"
     );
 
+    // A version whose stored bytes were altered after upload is activated:
+    // no server loads it; both stay on version 1 and say why.
+    let (st, v3) = upload(&http, &a, op, component("support-only"), None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v3}");
+    let n3 = v3["version"].as_i64().unwrap();
+    sqlx::query("UPDATE lethe_policy_blobs SET bytes = $1 WHERE sha256 = $2")
+        .bind(component("deactivate-first"))
+        .bind(v3["sha256"].as_str().unwrap())
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    activate(&http, &a, op, n3).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for s in [&a, &b] {
+        assert_eq!(probe(&http, &s.base, &keys.tenant).await.unwrap().1, 1);
+    }
+    let (_, status) = get(&a, &format!("/v1/admin/tenants/{TENANT}/policy"), op).await;
+    assert_eq!(status["active"]["version"], n3, "{status}");
+    for r in status["replicas"].as_array().unwrap() {
+        assert_eq!(
+            (r["serving"].as_i64(), r["wanted"].as_i64()),
+            (Some(1), Some(n3)),
+            "{status}"
+        );
+        assert!(
+            r["error"].as_str().unwrap_or_default().contains("altered"),
+            "{status}"
+        );
+    }
+    activate(&http, &a, op, 1).await;
+
     // 20 activations while both servers decide in a loop.
     let stop = Arc::new(AtomicBool::new(false));
     let shas = BTreeMap::from([(1, sha1.clone()), (n2, sha2.clone())]);
@@ -450,10 +610,12 @@ async fn operator_flow(backend: Backend) {
         loops.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(120);
+            let mut recorded = Vec::new();
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 seen.push(probe(&http, &base, &key).await);
+                recorded.push(denied_and_recorded(&http, &base, &key).await);
             }
-            seen
+            (seen, recorded)
         }));
     }
     let mut flips = Vec::new();
@@ -463,9 +625,15 @@ async fn operator_flow(backend: Backend) {
         flips.push(served_by(&http, &b, &keys.tenant, to).await);
     }
     stop.store(true, Ordering::Relaxed);
-    let mut decided = 0;
+    let (mut decided, mut records) = (0, 0);
     for l in loops {
-        for result in l.await.unwrap() {
+        let (seen, recorded) = l.await.unwrap();
+        for result in recorded {
+            let (version, sha) = result.expect("no action fails during activations");
+            assert_eq!(sha, shas[&version], "record of version {version}");
+            records += 1;
+        }
+        for result in seen {
             let (allowed, version, sha) = result.expect("no decision fails during activations");
             assert_eq!(
                 sha, shas[&version],
@@ -486,10 +654,79 @@ async fn operator_flow(backend: Backend) {
         flips[flips.len() / 2],
         flips[flips.len() - 1]
     );
-    assert!(decided > 20, "the decision loops ran ({decided})");
+    assert!(
+        decided > 20 && records > 20,
+        "the loops ran ({decided}, {records})"
+    );
+    // Every decision record of the tenant names a version, and that
+    // version's component; `decisions verify` below re-decides each with it.
+    let unnamed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM lethe_decisions d LEFT JOIN lethe_policy_versions v \
+         ON v.tenant_id = d.tenant_id AND v.version = d.policy_version \
+         WHERE d.tenant_id = $1 AND (v.sha256 IS NULL OR v.sha256 <> d.policy_sha256)",
+    )
+    .bind(TENANT)
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        unnamed, 0,
+        "records naming no version, or another's component"
+    );
 
     a.terminate().await;
     b.terminate().await;
+
+    // The evidence re-checks: every record re-decided by its own version.
+    let config = server_config(dir.path(), &t.url, pa);
+    let verify = |tenant: &str| {
+        common::lethe_cmd()
+            .args([
+                "decisions",
+                "verify",
+                "--tenant",
+                tenant,
+                "--json",
+                "--config",
+            ])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = verify(TENANT);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report["checked"].as_u64().unwrap() > members.len() as u64,
+        "{report}"
+    );
+    assert_eq!(report["checked"], report["reproduced"], "{report}");
+    // A record edited after the fact (its rules) is flagged.
+    let forged: String = sqlx::query_scalar(
+        "SELECT action_id FROM lethe_decisions WHERE tenant_id = $1 AND policy_version = 1 \
+         AND decision_json LIKE '%delete.soft%' ORDER BY action_id LIMIT 1",
+    )
+    .bind(TENANT)
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE lethe_decisions SET decision_json = REPLACE(decision_json, 'delete.soft', 'delete.forged') \
+         WHERE action_id = $1",
+    )
+    .bind(&forged)
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let out = verify(TENANT);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(
+        report["mismatches"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    assert_eq!(report["mismatches"][0]["action_id"], forged.as_str());
     t.drop_db().await;
 }
 

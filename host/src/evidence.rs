@@ -129,3 +129,62 @@ pub async fn decision(
         policy_version: r.try_get(9)?,
     }))
 }
+
+/// Which recorded decisions to re-run: the newest `last`, within
+/// `since..=until` (unix seconds) when given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecordWindow {
+    pub last: Option<u32>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// One decision record as stored, for re-running (replay, verify). The
+/// JSON stays text: a record that no longer parses is itself a finding.
+#[derive(Debug, Clone)]
+pub struct StoredDecision {
+    pub action_id: String,
+    pub subject: String,
+    pub policy_sha256: String,
+    pub policy_version: Option<i64>,
+    pub request_json: String,
+    pub decision_json: String,
+    pub at: i64,
+}
+
+/// A tenant's decision records in `window`, oldest first.
+pub async fn stored_decisions(
+    db: &Db,
+    tenant: &str,
+    window: RecordWindow,
+    max: u32,
+) -> Result<Vec<StoredDecision>, DbError> {
+    let limit = i64::from(window.last.unwrap_or(max).clamp(1, max));
+    let rows = sqlx::query(
+        "SELECT action_id, subject_id, policy_sha256, policy_version, request_json, decision_json, at \
+         FROM lethe_decisions WHERE tenant_id = $1 AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at <= $3) \
+         ORDER BY at DESC, action_id DESC LIMIT $4",
+    )
+    .bind(tenant)
+    .bind(window.since)
+    .bind(window.until)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(StoredDecision {
+                action_id: r.try_get(0)?,
+                subject: r.try_get(1)?,
+                policy_sha256: r.try_get(2)?,
+                policy_version: r.try_get(3)?,
+                request_json: r.try_get(4)?,
+                decision_json: r.try_get(5)?,
+                at: r.try_get(6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    out.reverse();
+    Ok(out)
+}

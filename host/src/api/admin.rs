@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use super::problem::ProblemDetails;
 use super::{unix_now, AppState, Body, Operator, Params, Problem};
+use crate::deploy::replay::{ReplayReport, MAX_REPLAY};
 use crate::deploy::{
-    Activate, Activation, ActivationKind, PolicyStatus, PolicyVersion, Tenant, Upload,
+    Activate, Activation, ActivationKind, PolicyStatus, PolicyVersion, Replay, Tenant, Upload,
 };
 use crate::error_code::ErrorCode;
+use crate::evidence::RecordWindow;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -299,4 +301,88 @@ pub async fn policy_status(
 ) -> Result<Json<PolicyStatus>, Problem> {
     let now_ms = unix_now().saturating_mul(1000);
     Ok(Json(state.deployments().status(&t, now_ms).await?))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// The newest this many records (default 1000, at most 100 000).
+    pub last: Option<u32>,
+    /// Only records at or after this unix time.
+    pub since: Option<i64>,
+    /// Only records at or before this unix time.
+    pub until: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReplayList {
+    /// Newest first, at most 100.
+    pub replays: Vec<ReplayReport>,
+}
+
+/// Re-runs the tenant's recorded requests on version `n` and reports how
+/// its decisions differ from those recorded. Writes only the report.
+#[utoipa::path(post, path = "/v1/admin/tenants/{t}/versions/{n}/replay", params(("t" = String, Path), ("n" = i64, Path)),
+    request_body = ReplayRequest, responses(
+    (status = 201, body = ReplayReport),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 409, description = "version-rejected", body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 422, description = "invalid-input", body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn replay(
+    State(state): State<AppState>,
+    Operator(who): Operator,
+    Path((t, n)): Path<(String, String)>,
+    Body(req): Body<ReplayRequest>,
+) -> Result<(StatusCode, Json<ReplayReport>), Problem> {
+    let n: i64 = n.parse().map_err(|_| Problem::not_found())?;
+    let last = req.last.unwrap_or(1000);
+    if !(1..=MAX_REPLAY).contains(&last) {
+        return Err(Problem::invalid(format!(
+            "`last` must be 1 to {MAX_REPLAY}"
+        )));
+    }
+    if let (Some(since), Some(until)) = (req.since, req.until) {
+        if since > until {
+            return Err(Problem::invalid("`since` is after `until`"));
+        }
+    }
+    let replay = Replay {
+        tenant: &t,
+        version: n,
+        window: RecordWindow {
+            last: Some(last),
+            since: req.since,
+            until: req.until,
+        },
+        by: &who,
+    };
+    let report = state.deployments().replay(replay, unix_now()).await?;
+    Ok((StatusCode::CREATED, Json(report)))
+}
+
+#[utoipa::path(get, path = "/v1/admin/tenants/{t}/replays", params(("t" = String, Path)), responses(
+    (status = 200, body = ReplayList),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn replays(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(t): Path<String>,
+) -> Result<Json<ReplayList>, Problem> {
+    Ok(Json(ReplayList {
+        replays: state.deployments().replays(&t).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/admin/tenants/{t}/replays/{id}", params(("t" = String, Path), ("id" = String, Path)), responses(
+    (status = 200, body = ReplayReport),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn replay_report(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path((t, id)): Path<(String, String)>,
+) -> Result<Json<ReplayReport>, Problem> {
+    Ok(Json(state.deployments().replay_report(&t, &id).await?))
 }

@@ -193,6 +193,15 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/v1/admin/tenants/{t}/activate", post(admin::activate))
         .route("/v1/admin/tenants/{t}/rollback", post(admin::rollback))
         .route("/v1/admin/tenants/{t}/policy", get(admin::policy_status))
+        .route(
+            "/v1/admin/tenants/{t}/versions/{n}/replay",
+            post(admin::replay),
+        )
+        .route("/v1/admin/tenants/{t}/replays", get(admin::replays))
+        .route(
+            "/v1/admin/tenants/{t}/replays/{id}",
+            get(admin::replay_report),
+        )
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -283,7 +292,8 @@ async fn sweep_loop(
         handlers::tenant_escalations, handlers::audit, handlers::decision, handlers::support_escalations,
         handlers::escalation, handlers::approve, handlers::reject, bulk::preview, bulk::execute, bulk::jobs,
         bulk::job, bulk::items, bulk::events, bulk::cancel, admin::create_tenant, admin::tenants, admin::upload,
-        admin::versions, admin::version, admin::activate, admin::rollback, admin::policy_status
+        admin::versions, admin::version, admin::activate, admin::rollback, admin::policy_status,
+        admin::replay, admin::replays, admin::replay_report
     ),
     components(schemas(
         problem::ProblemDetails, handlers::ActionRequest, handlers::ActionResponse, handlers::ApproveRequest,
@@ -298,7 +308,9 @@ async fn sweep_loop(
         crate::deploy::PolicyVersion, crate::deploy::VersionStatus, crate::deploy::Activation,
         crate::deploy::ActivationKind, crate::deploy::PolicyStatus, crate::deploy::ReplicaStatus,
         crate::deploy::gate::GateReport, crate::deploy::gate::Check, crate::deploy::gate::CheckName,
-        crate::deploy::gate::CheckStatus, crate::deploy::gate::CaseResult
+        crate::deploy::gate::CheckStatus, crate::deploy::gate::CaseResult, admin::ReplayRequest,
+        admin::ReplayList, crate::deploy::replay::ReplayReport, crate::deploy::replay::Transition,
+        crate::deploy::replay::PlanChange, crate::deploy::replay::Example, crate::evidence::RecordWindow
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

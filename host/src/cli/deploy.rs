@@ -1,14 +1,18 @@
-//! `lethe policy deploy|versions|activate|rollback|status|tenants|create-tenant`:
-//! the operator's side of `lethe policy`, through a running `lethe serve`.
+//! `lethe policy deploy|versions|activate|rollback|status|tenants|
+//! create-tenant|replay|replays`: the operator's side of `lethe policy`,
+//! through a running `lethe serve`.
 //!
 //! Like `lethe bulk`, this opens no database: versions are uploaded to the
-//! server, which runs the validation gate and keeps them, and activations
-//! are switched there, so every replica follows them. The module only
-//! translates between the command line and the operator API
-//! (`/v1/admin/...`, an operator key):
-//! - [`client`]: the HTTP client and what its refusals mean;
+//! server, which runs the validation gate and keeps them, activations are
+//! switched there, so every replica follows them, and replays run there,
+//! on the decisions it recorded. The module only translates between the
+//! command line and the operator API (`/v1/admin/...`, an operator key):
+//! - [`client`]: the operator API and what its refusals mean;
 //! - [`wire`]: the server's documents, read leniently;
 //! - [`render`]: the text shown for them.
+//!
+//! The HTTP client, the server flags, problem documents, time flags and
+//! tables are shared with `lethe bulk` ([`super::http`]).
 
 mod client;
 mod render;
@@ -19,16 +23,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
+use lethe::clock::unix_now;
 use reqwest::multipart::{Form, Part};
-use reqwest::{StatusCode, Url};
+use reqwest::StatusCode;
 use serde_json::json;
 
-use client::{explain, failure_error, parse, Api, Asked, Failure, Refused, SHORT_REQUEST};
+use super::http::{self, parse, sh, show, Failure, Http, TimeArg, SHORT_REQUEST};
+use client::{connect, explain, fail, failure_error, Asked, Refused};
 use render::{
-    render_activation, render_created, render_status, render_tenants, render_version,
-    render_versions, sh,
+    render_activation, render_created, render_replay, render_replays, render_status,
+    render_tenants, render_version, render_versions,
 };
-use wire::{Activation, Status, Tenant, TenantList, Version, VersionList};
+use wire::{Activation, ReplayList, Status, TenantList, Version, VersionList};
 
 /// Exit status when the server refused the request (a 4xx answer: a
 /// rejected upload, a version already active, an unknown tenant…).
@@ -79,24 +85,35 @@ pub enum DeployCommand {
     /// Create a tenant, to deploy a policy for.
     #[command(after_help = EXIT_CODES)]
     CreateTenant(CreateTenantArgs),
+    /// Replay a tenant's recorded decisions on a version, before activating
+    /// it: what would it have decided?
+    ///
+    /// The server re-decides the requests its decision records kept (the
+    /// newest --last, within --since and --until) with the version, and
+    /// compares: outcomes that change (allow → deny, a fault…), plans that
+    /// change per category, rules that change, with examples. Nothing is
+    /// applied; the report is kept (`lethe policy replays`). Any accepted
+    /// version may be replayed, active or not.
+    #[command(after_help = EXIT_CODES)]
+    Replay(ReplayArgs),
+    /// List a tenant's replay reports, newest first, or show one.
+    #[command(after_help = EXIT_CODES)]
+    Replays(ReplaysArgs),
 }
 
-/// Where the server is and who asks.
+/// Where the server is, and the operator's key.
 #[derive(Debug, clap::Args)]
-pub struct ServerArgs {
-    /// Base URL of `lethe serve` (plain HTTP).
-    #[arg(long, env = "LETHE_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: Url,
-    /// An operator key (`lethe keys create --operator`).
-    #[arg(long, env = "LETHE_KEY", hide_env_values = true)]
-    key: String,
+#[command(mut_args(http::key_help("An operator key (`lethe keys create --operator`)")))]
+pub struct OperatorServerArgs {
+    #[command(flatten)]
+    http: http::ServerArgs,
 }
 
 /// Options of `lethe policy deploy`.
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: OperatorServerArgs,
     /// The tenant whose policy this is.
     #[arg(long)]
     tenant: String,
@@ -127,7 +144,7 @@ pub struct DeployArgs {
 #[derive(Debug, clap::Args)]
 pub struct TenantArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: OperatorServerArgs,
     /// The tenant.
     #[arg(long)]
     tenant: String,
@@ -140,7 +157,7 @@ pub struct TenantArgs {
 #[derive(Debug, clap::Args)]
 pub struct ActivateArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: OperatorServerArgs,
     /// The tenant.
     #[arg(long)]
     tenant: String,
@@ -159,7 +176,7 @@ pub struct ActivateArgs {
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: OperatorServerArgs,
     /// The tenant.
     #[arg(long)]
     tenant: String,
@@ -179,7 +196,7 @@ pub struct RollbackArgs {
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: OperatorServerArgs,
     /// The tenant.
     #[arg(long)]
     tenant: String,
@@ -195,7 +212,7 @@ pub struct StatusArgs {
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: OperatorServerArgs,
     /// Print the server's JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -205,7 +222,7 @@ pub struct ListArgs {
 #[derive(Debug, clap::Args)]
 pub struct CreateTenantArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: OperatorServerArgs,
     /// The value of `tenant_id` in the platform's tables: letters, digits,
     /// `-`, `_`, `.`; at most 64.
     #[arg(long)]
@@ -214,6 +231,52 @@ pub struct CreateTenantArgs {
     #[arg(long)]
     name: Option<String>,
     /// Print the server's Tenant JSON instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `lethe policy replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    server: OperatorServerArgs,
+    /// The tenant whose recorded decisions are replayed.
+    #[arg(long)]
+    tenant: String,
+    /// The version to replay them on (`lethe policy versions`).
+    #[arg(long, value_name = "N")]
+    version: i64,
+    /// How many recorded decisions: the newest N (at most the server's
+    /// limit).
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    last: u32,
+    /// Only decisions recorded at or after TIME: unix seconds, or an age
+    /// such as 7d or 1w 3d (s, m = minutes, h, d, w) meaning that long
+    /// before now.
+    #[arg(long, value_name = "TIME", value_parser = TimeArg::parse)]
+    since: Option<TimeArg>,
+    /// Only decisions recorded at or before TIME (unix seconds or an age
+    /// such as 1d).
+    #[arg(long, value_name = "TIME", value_parser = TimeArg::parse)]
+    until: Option<TimeArg>,
+    /// Print the server's ReplayReport JSON instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `lethe policy replays`.
+#[derive(Debug, clap::Args)]
+pub struct ReplaysArgs {
+    #[command(flatten)]
+    server: OperatorServerArgs,
+    /// The tenant.
+    #[arg(long)]
+    tenant: String,
+    /// Show this report in full instead of the list.
+    #[arg(value_name = "REPLAY_ID")]
+    id: Option<String>,
+    /// Print the server's JSON instead of the summary.
     #[arg(long)]
     json: bool,
 }
@@ -230,27 +293,24 @@ pub fn run(cmd: DeployCommand) -> anyhow::Result<ExitCode> {
             DeployCommand::Status(args) => status(args).await,
             DeployCommand::Tenants(args) => tenants(args).await,
             DeployCommand::CreateTenant(args) => create_tenant(args).await,
+            DeployCommand::Replay(args) => replay(args).await,
+            DeployCommand::Replays(args) => replays(args).await,
         }
     });
-    match result {
-        Ok(code) => Ok(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            let code = if e.downcast_ref::<Refused>().is_some() {
-                EXIT_REFUSED
-            } else {
-                EXIT_ERROR
-            };
-            Ok(ExitCode::from(code))
+    Ok(http::exit_status(result, |e| {
+        if e.downcast_ref::<Refused>().is_some() {
+            EXIT_REFUSED
+        } else {
+            EXIT_ERROR
         }
-    }
+    }))
 }
 
 // ---------------------------------------------------------------------------
 // Commands
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&args.server)?;
+    let api = connect(&args.server)?;
     let tenant = args.tenant.as_str();
     let wasm = std::fs::read(&args.component)
         .with_context(|| format!("reading {}", args.component.display()))?;
@@ -277,7 +337,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let url = api.url(&["tenants", tenant, "versions"])?;
     let text = match api.call(api.client.post(url).multipart(form)).await? {
         Ok(text) => text,
-        Err(f) => return Err(rejected(&api, &f, tenant, args.json)),
+        Err(f) => return Err(rejected(&f, tenant, args.json)),
     };
     let version: Version = parse(&text, "version")?;
     if !args.activate {
@@ -349,14 +409,12 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
 /// The error for a failed upload. A rejection (`policy-rejected`) carries
 /// the version as stored: its report is shown like an accepted one's, so
 /// each failing check and case is on a line of its own.
-fn rejected(api: &Api, f: &Failure, tenant: &str, json: bool) -> anyhow::Error {
+fn rejected(f: &Failure, tenant: &str, json: bool) -> anyhow::Error {
     let p = match &f.problem {
         Some(p) if f.status == StatusCode::UNPROCESSABLE_ENTITY && p.code == "policy-rejected" => p,
-        _ => return api.fail(f, &Asked::Upload { tenant }, json),
+        _ => return fail(f, &Asked::Upload { tenant }, json),
     };
-    if json {
-        println!("{}", f.body.trim_end());
-    }
+    f.print_if_json(json);
     let stored: Option<Version> = p
         .extensions
         .get("version")
@@ -402,7 +460,7 @@ fn rejected(api: &Api, f: &Failure, tenant: &str, json: bool) -> anyhow::Error {
 /// POSTs an activation or a rollback: the activation, and its JSON as the
 /// server sent it.
 async fn post_activation(
-    api: &Api,
+    api: &Http,
     tenant: &str,
     what: &str,
     body: &serde_json::Value,
@@ -416,13 +474,13 @@ async fn post_activation(
 }
 
 async fn versions(args: TenantArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&args.server)?;
+    let api = connect(&args.server)?;
     let tenant = args.tenant.as_str();
     let asked = Asked::Versions { tenant };
     if args.json {
         let text = match api.get(&["tenants", tenant, "versions"]).await? {
             Ok(text) => text,
-            Err(f) => return Err(api.fail(&f, &asked, true)),
+            Err(f) => return Err(fail(&f, &asked, true)),
         };
         println!("{}", text.trim_end());
         return Ok(ExitCode::SUCCESS);
@@ -435,11 +493,11 @@ async fn versions(args: TenantArgs) -> anyhow::Result<ExitCode> {
     let (list, status) = tokio::join!(api.get(&versions_path), api.get(&status_path));
     let list: VersionList = match list? {
         Ok(text) => parse(&text, "version list")?,
-        Err(f) => return Err(api.fail(&f, &asked, false)),
+        Err(f) => return Err(fail(&f, &asked, false)),
     };
     let status: Status = match status? {
         Ok(text) => parse(&text, "policy status")?,
-        Err(f) => return Err(api.fail(&f, &Asked::Status { tenant }, false)),
+        Err(f) => return Err(fail(&f, &Asked::Status { tenant }, false)),
     };
     let active = status.active.map(|v| v.version);
     print!("{}", render_versions(&list.versions, active, tenant));
@@ -447,48 +505,37 @@ async fn versions(args: TenantArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn activate(args: ActivateArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&args.server)?;
-    let tenant = args.tenant.as_str();
-    let body = json!({"version": args.version, "reason": args.reason});
     let asked = Asked::Activate {
-        tenant,
+        tenant: &args.tenant,
         version: args.version,
     };
-    switched(
-        post_activation(&api, tenant, "activate", &body).await?,
-        &api,
-        &asked,
-        tenant,
-        args.json,
-    )
+    let body = json!({"version": args.version, "reason": args.reason});
+    switch(&args.server, "activate", &body, &asked, args.json).await
 }
 
 async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&args.server)?;
-    let tenant = args.tenant.as_str();
-    let body = json!({"version": args.version, "reason": args.reason});
     let asked = Asked::Rollback {
-        tenant,
+        tenant: &args.tenant,
         version: args.version,
     };
-    switched(
-        post_activation(&api, tenant, "rollback", &body).await?,
-        &api,
-        &asked,
-        tenant,
-        args.json,
-    )
+    let body = json!({"version": args.version, "reason": args.reason});
+    switch(&args.server, "rollback", &body, &asked, args.json).await
 }
 
-/// Shows an activation or rollback, or explains why there was none.
-fn switched(
-    answer: Result<(Activation, String), Failure>,
-    api: &Api,
+/// Activates or rolls back (`what`) and shows the activation, or explains
+/// why there was none.
+async fn switch(
+    server: &OperatorServerArgs,
+    what: &str,
+    body: &serde_json::Value,
     asked: &Asked<'_>,
-    tenant: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (activation, text) = answer.map_err(|f| api.fail(&f, asked, json))?;
+    let api = connect(server)?;
+    let tenant = asked.tenant().unwrap_or_default();
+    let (activation, text) = post_activation(&api, tenant, what, body)
+        .await?
+        .map_err(|f| fail(&f, asked, json))?;
     if json {
         println!("{}", text.trim_end());
     } else {
@@ -498,57 +545,109 @@ fn switched(
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&args.server)?;
+    let api = connect(&args.server)?;
     let tenant = args.tenant.as_str();
-    let text = match api.get(&["tenants", tenant, "policy"]).await? {
-        Ok(text) => text,
-        Err(f) => return Err(api.fail(&f, &Asked::Status { tenant }, args.json)),
-    };
-    if args.json {
-        println!("{}", text.trim_end());
-    } else {
-        let status: Status = parse(&text, "policy status")?;
-        print!("{}", render_status(&status, now_ms(), args.history));
-    }
-    Ok(ExitCode::SUCCESS)
+    reply(
+        api.get(&["tenants", tenant, "policy"]).await?,
+        &Asked::Status { tenant },
+        args.json,
+        "policy status",
+        |s: &Status| render_status(s, now_ms(), args.history),
+    )
 }
 
 async fn tenants(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&args.server)?;
-    let text = match api.get(&["tenants"]).await? {
-        Ok(text) => text,
-        Err(f) => return Err(api.fail(&f, &Asked::Tenants, args.json)),
-    };
-    if args.json {
-        println!("{}", text.trim_end());
-    } else {
-        let list: TenantList = parse(&text, "tenant list")?;
-        print!("{}", render_tenants(&list.tenants));
-    }
-    Ok(ExitCode::SUCCESS)
+    let api = connect(&args.server)?;
+    reply(
+        api.get(&["tenants"]).await?,
+        &Asked::Tenants,
+        args.json,
+        "tenant list",
+        |l: &TenantList| render_tenants(&l.tenants),
+    )
 }
 
 async fn create_tenant(args: CreateTenantArgs) -> anyhow::Result<ExitCode> {
-    let api = Api::new(&args.server)?;
+    let api = connect(&args.server)?;
     let url = api.url(&["tenants"])?;
     let mut body = json!({"id": args.id});
     if let Some(name) = &args.name {
         body["name"] = json!(name);
     }
     let req = api.client.post(url).json(&body).timeout(SHORT_REQUEST);
-    let text = match api.call(req).await? {
-        Ok(text) => text,
-        Err(f) => {
-            let asked = Asked::CreateTenant { id: &args.id };
-            return Err(api.fail(&f, &asked, args.json));
-        }
+    reply(
+        api.call(req).await?,
+        &Asked::CreateTenant { id: &args.id },
+        args.json,
+        "tenant",
+        render_created,
+    )
+}
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let api = connect(&args.server)?;
+    let tenant = args.tenant.as_str();
+    let now = unix_now();
+    let body = json!({
+        "last": args.last,
+        "since": args.since.map(|t| t.resolve(now)),
+        "until": args.until.map(|t| t.resolve(now)),
+    });
+    let version = args.version.to_string();
+    let url = api.url(&["tenants", tenant, "versions", &version, "replay"])?;
+    // No overall timeout: the server re-decides every record before it
+    // answers.
+    let req = api.client.post(url).json(&body);
+    let asked = Asked::Replay {
+        tenant,
+        version: args.version,
     };
-    if args.json {
-        println!("{}", text.trim_end());
-    } else {
-        let tenant: Tenant = parse(&text, "tenant")?;
-        println!("{}", render_created(&tenant));
+    reply(
+        api.call(req).await?,
+        &asked,
+        args.json,
+        "replay report",
+        render_replay,
+    )
+}
+
+async fn replays(args: ReplaysArgs) -> anyhow::Result<ExitCode> {
+    let api = connect(&args.server)?;
+    let tenant = args.tenant.as_str();
+    let asked = Asked::Replays {
+        tenant,
+        id: args.id.as_deref(),
+    };
+    match &args.id {
+        Some(id) => reply(
+            api.get(&["tenants", tenant, "replays", id]).await?,
+            &asked,
+            args.json,
+            "replay report",
+            render_replay,
+        ),
+        None => reply(
+            api.get(&["tenants", tenant, "replays"]).await?,
+            &asked,
+            args.json,
+            "replay list",
+            |l: &ReplayList| render_replays(&l.replays, tenant),
+        ),
     }
+}
+
+/// Shows the server's answer to what was `asked` (`what` names its
+/// document in errors, `summary` renders it without `--json`), or
+/// explains why there was none.
+fn reply<T: serde::de::DeserializeOwned>(
+    answer: Result<String, Failure>,
+    asked: &Asked<'_>,
+    json: bool,
+    what: &str,
+    summary: impl FnOnce(&T) -> String,
+) -> anyhow::Result<ExitCode> {
+    let text = answer.map_err(|f| fail(&f, asked, json))?;
+    show(&text, json, what, summary)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,7 +5,9 @@
 mod act;
 mod bulk;
 mod data;
+mod decisions;
 mod deploy;
+mod http;
 mod keys;
 mod policy;
 mod serve;
@@ -119,6 +121,10 @@ pub enum Command {
     Sweep(act::SweepArgs),
     /// Serve the tenant and support HTTP API (runs the sweep periodically).
     Serve(serve::ServeArgs),
+    /// Evidence checks: `verify` re-decides a tenant's decision records
+    /// with the exact components that made them.
+    #[command(subcommand)]
+    Decisions(decisions::DecisionsCommand),
     /// API keys for the HTTP API.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -138,6 +144,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sweep(args) => act::sweep(args),
         Command::Serve(args) => serve::serve(args),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Decisions(cmd) => decisions::run(cmd),
         Command::Bulk(cmd) => bulk::run(cmd),
     }
 }

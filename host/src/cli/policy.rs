@@ -1,7 +1,7 @@
 //! `lethe policy run|test|inspect`: what a policy author needs to check a
 //! component before an operator deploys it. The operator's commands
-//! (`deploy`, `versions`, `activate`, `rollback`, `status`, …) are in
-//! [`super::deploy`].
+//! (`deploy`, `versions`, `activate`, `rollback`, `status`, `replay`, …)
+//! are in [`super::deploy`].
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,8 @@ pub enum PolicyCommand {
         opts: RuntimeOpts,
     },
     /// Operator commands (deploy, versions, activate, rollback, status,
-    /// tenants, create-tenant): through a running `lethe serve`.
+    /// tenants, create-tenant, replay, replays): through a running `lethe
+    /// serve`.
     #[command(flatten)]
     Operate(deploy::DeployCommand),
 }

@@ -10,7 +10,9 @@
 //! an operator activated since.
 
 pub mod gate;
+pub mod replay;
 pub mod store;
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,8 +20,11 @@ use sha2::{Digest, Sha256};
 use crate::config::TenantConfig;
 use crate::db::{Db, DbError, RowLock};
 use crate::error_code::ErrorCode;
+use crate::evidence::RecordWindow;
 use crate::policy::Runtime;
 use gate::GateReport;
+use replay::{ReplayOf, ReplayReport};
+use verify::VerifyReport;
 
 /// A tenant of the platform.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -175,6 +180,8 @@ pub enum DeployError {
     AlreadyActive(i64),
     #[error("there is no earlier activation to roll back to")]
     NothingToRollBack,
+    #[error("no such replay report")]
+    NoReplay,
     #[error("cannot read the component {path}: {source}")]
     Read {
         path: String,
@@ -191,7 +198,9 @@ impl DeployError {
         match self {
             DeployError::InvalidTenantId(_) => ErrorCode::InvalidInput,
             DeployError::TenantExists(_) => ErrorCode::TenantExists,
-            DeployError::NoTenant | DeployError::NoVersion(_) => ErrorCode::NotFound,
+            DeployError::NoTenant | DeployError::NoVersion(_) | DeployError::NoReplay => {
+                ErrorCode::NotFound
+            }
             DeployError::Rejected(_) => ErrorCode::PolicyRejected,
             DeployError::VersionRejected(_) => ErrorCode::VersionRejected,
             DeployError::AlreadyActive(_) => ErrorCode::AlreadyActive,
@@ -463,7 +472,11 @@ impl Deployments {
                 version: Some(version),
                 kind: ActivationKind::Bootstrap,
                 by: "lethe.toml",
-                reason: Some("the component in lethe.toml changed"),
+                reason: Some(if active.is_some() {
+                    "the component in lethe.toml changed"
+                } else {
+                    "imported from lethe.toml"
+                }),
             };
             match self.activate(activate, now).await {
                 Ok(_) | Err(DeployError::AlreadyActive(_)) => {}
@@ -471,6 +484,105 @@ impl Deployments {
             }
         }
         Ok(())
+    }
+}
+
+/// A replay, as asked.
+pub struct Replay<'a> {
+    pub tenant: &'a str,
+    pub version: i64,
+    pub window: RecordWindow,
+    pub by: &'a str,
+}
+
+impl Deployments {
+    /// Re-runs the tenant's recorded requests (`window`) on `version` and
+    /// keeps the report. Writes nothing else: no decision record, no
+    /// change.
+    #[tracing::instrument(name = "deploy.replay", skip_all, fields(tenant = r.tenant, version = r.version))]
+    pub async fn replay(&self, r: Replay<'_>, now: i64) -> Result<ReplayReport, DeployError> {
+        let candidate = self.version(r.tenant, r.version).await?;
+        if candidate.status == VersionStatus::Rejected {
+            return Err(DeployError::VersionRejected(r.version));
+        }
+        let records =
+            crate::evidence::stored_decisions(&self.db, r.tenant, r.window, replay::MAX_REPLAY)
+                .await?;
+        let bytes = store::blob(&self.db, &candidate.sha256)
+            .await?
+            .ok_or_else(|| DeployError::Corrupt(format!("no component {}", candidate.sha256)))?;
+        let runtime = self.runtime.clone();
+        let of = ReplayOf {
+            id: format!("rep-{}", hex::encode(rand::random::<[u8; 8]>())),
+            tenant: r.tenant.to_owned(),
+            version: r.version,
+            created_by: r.by.to_owned(),
+            created_at: now,
+            window: r.window,
+        };
+        let report = tokio::task::spawn_blocking(move || {
+            let policy = runtime
+                .load(&bytes)
+                .map_err(|e| DeployError::Runtime(e.to_string()))?;
+            Ok::<_, DeployError>(replay::run(of, &policy, &records))
+        })
+        .await
+        .map_err(|e| DeployError::Runtime(format!("replay task failed: {e}")))??;
+        store::insert_replay(&self.db, &report).await?;
+        tracing::info!(
+            requests = report.requests,
+            changed = report.changed,
+            faults = report.faults,
+            per_second = report.per_second as u64,
+            "replayed"
+        );
+        Ok(report)
+    }
+
+    pub async fn replays(&self, tenant: &str) -> Result<Vec<ReplayReport>, DeployError> {
+        self.tenant(tenant).await?;
+        store::replays(&self.db, tenant, None).await
+    }
+
+    pub async fn replay_report(&self, tenant: &str, id: &str) -> Result<ReplayReport, DeployError> {
+        store::replays(&self.db, tenant, Some(id))
+            .await?
+            .pop()
+            .ok_or(DeployError::NoReplay)
+    }
+
+    /// Re-decides every record of `tenant` since `since` with the component
+    /// that made it (see [`verify`]).
+    #[tracing::instrument(name = "deploy.verify", skip(self))]
+    pub async fn verify(
+        &self,
+        tenant: &str,
+        since: Option<i64>,
+    ) -> Result<VerifyReport, DeployError> {
+        let window = RecordWindow {
+            last: None,
+            since,
+            until: None,
+        };
+        let records = crate::evidence::stored_decisions(&self.db, tenant, window, u32::MAX).await?;
+        let mut shas: Vec<&str> = records.iter().map(|r| r.policy_sha256.as_str()).collect();
+        shas.sort_unstable();
+        shas.dedup();
+        let mut blobs = std::collections::HashMap::new();
+        for sha in shas {
+            if let Some(bytes) = store::blob(&self.db, sha).await? {
+                blobs.insert(sha.to_owned(), bytes);
+            }
+        }
+        let runtime = self.runtime.clone();
+        let tenant = tenant.to_owned();
+        tokio::task::spawn_blocking(move || {
+            verify::verify(&runtime, &tenant, window, &records, |sha| {
+                blobs.get(sha).cloned()
+            })
+        })
+        .await
+        .map_err(|e| DeployError::Runtime(format!("verify task failed: {e}")))
     }
 }
 

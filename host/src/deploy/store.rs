@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::gate::GateReport;
+use super::replay::ReplayReport;
 use super::{
     Activation, ActivationKind, DeployError, PolicyVersion, ReplicaStatus, Tenant, VersionStatus,
 };
@@ -407,4 +408,45 @@ pub async fn tenant_exists(db: &Db, id: &str) -> Result<bool, DbError> {
         .fetch_one(db.pool())
         .await?;
     Ok(n > 0)
+}
+
+pub(super) async fn insert_replay(db: &Db, r: &ReplayReport) -> Result<(), DeployError> {
+    let report = serde_json::to_string(r).map_err(|e| corrupt("replay report", e))?;
+    sqlx::query(
+        "INSERT INTO lethe_policy_replays (id, tenant_id, version, created_by, created_at, report_json) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&r.id)
+    .bind(&r.tenant)
+    .bind(r.version)
+    .bind(&r.created_by)
+    .bind(r.created_at)
+    .bind(report)
+    .execute(db.pool())
+    .await
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+/// A tenant's replay reports, newest first (`id` narrows to one).
+pub(super) async fn replays(
+    db: &Db,
+    tenant: &str,
+    id: Option<&str>,
+) -> Result<Vec<ReplayReport>, DeployError> {
+    let rows = sqlx::query(
+        "SELECT report_json FROM lethe_policy_replays WHERE tenant_id = $1 AND ($2 IS NULL OR id = $2) \
+         ORDER BY created_at DESC, id DESC LIMIT 100",
+    )
+    .bind(tenant)
+    .bind(id.map(str::to_owned))
+    .fetch_all(db.pool())
+    .await
+    .map_err(DbError::from)?;
+    rows.iter()
+        .map(|r| {
+            let text: String = r.try_get(0).map_err(DbError::from)?;
+            serde_json::from_str(&text).map_err(|e| corrupt("replay report", e))
+        })
+        .collect()
 }

@@ -253,6 +253,13 @@ impl TenantPolicies {
             .await
             .map_err(|e| format!("load task failed: {e}"))?
             .map_err(|e| e.to_string())?;
+        // The bytes are what the version names, or they are not used.
+        if policy.sha256() != sha256 {
+            return Err(format!(
+                "the stored component hashes to {}, not {sha256}: it was altered",
+                policy.sha256()
+            ));
+        }
         let mut by_sha = self
             .inner
             .by_sha

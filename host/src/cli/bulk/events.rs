@@ -12,9 +12,10 @@ use futures_util::{Stream, StreamExt, TryStream, TryStreamExt};
 use indicatif::ProgressBar;
 use lethe::bulk::Job;
 
-use super::client::{parse, Api};
+use super::super::http::{parse, sh};
+use super::client::Api;
 use super::explain::{explain, Asked};
-use super::render::{progress_bar, sh, show_progress};
+use super::render::{progress_bar, show_progress};
 
 /// How often to ask for the job when its event stream is gone.
 const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -77,11 +78,12 @@ async fn watch_events(
     job_id: &str,
     bar: &ProgressBar,
 ) -> anyhow::Result<Option<(Job, String)>> {
-    let url = api.url(&["jobs", job_id, "events"])?;
+    let url = api.http.url(&["jobs", job_id, "events"])?;
     let req = api
+        .http
         .client
         .get(url)
-        .bearer_auth(&api.key)
+        .bearer_auth(&api.http.key)
         .header(reqwest::header::ACCEPT, "text/event-stream");
     let resp = req.send().await.context("opening the event stream")?;
     anyhow::ensure!(

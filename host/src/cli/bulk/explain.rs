@@ -13,8 +13,7 @@ use lethe::bulk::Preview;
 use lethe::error_code::ErrorCode;
 use reqwest::StatusCode;
 
-use super::client::{Failure, Problem};
-use super::render::sh;
+use super::super::http::{sh, Failure, Problem};
 
 /// What the refused request asked, for messages that say what to do next.
 pub(super) enum Asked<'a> {
@@ -27,27 +26,13 @@ pub(super) enum Asked<'a> {
 /// One message for a refusal: the problem code and status, the server's
 /// detail, and what to do about it.
 pub(super) fn explain(f: &Failure, tenant: &str, asked: &Asked<'_>) -> String {
+    let mut msg = f.headline();
     let Some(p) = &f.problem else {
-        let body: String = f.body.trim().chars().take(200).collect();
-        let mut msg = format!("HTTP {}", f.status);
-        if !body.is_empty() {
-            let _ = write!(msg, ": {body}");
-        }
         if f.status == StatusCode::NOT_FOUND {
             msg.push_str("\n  the server may predate bulk jobs; check --server");
         }
         return msg;
     };
-    let mut msg = format!("{} ({})", p.code, f.status.as_u16());
-    match (p.detail.as_deref(), p.title.as_str()) {
-        (Some(d), _) if !d.is_empty() => {
-            let _ = write!(msg, ": {d}");
-        }
-        (_, t) if !t.is_empty() => {
-            let _ = write!(msg, ": {t}");
-        }
-        _ => {}
-    }
     let hint = p
         .code
         .parse::<ErrorCode>()
@@ -159,15 +144,9 @@ fn stale(p: &Problem, t: &str, preview_id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::http::failure;
     use super::super::fixtures::PREVIEW;
     use super::*;
-
-    fn failure(status: u16, body: &str) -> Failure {
-        Failure::new(
-            StatusCode::from_u16(status).expect("valid status"),
-            body.to_owned(),
-        )
-    }
 
     #[test]
     fn problem_messages() {

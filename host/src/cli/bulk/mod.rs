@@ -11,17 +11,19 @@
 //!
 //! This file holds the command line (clap) and what each command does; the
 //! rest is split by concern:
-//! - [`client`]: the HTTP client of `lethe serve` and its problem documents;
+//! - [`client`]: the HTTP client bound to a tenant's part of the API;
 //! - [`events`]: following a job to its end (event stream, then polling);
 //! - [`render`]: the text shown for previews and jobs, and the progress bar;
-//! - [`explain`]: what a refusal means and what to do about it;
-//! - [`time`]: time flags, and times and durations for people.
+//! - [`explain`]: what a refusal means and what to do about it.
+//!
+//! What it shares with the operator commands (the server flags, the HTTP
+//! client and its problem documents, time flags, times and tables for
+//! people) is in [`super::http`].
 
 mod client;
 mod events;
 mod explain;
 mod render;
-mod time;
 
 use std::process::ExitCode;
 
@@ -29,12 +31,11 @@ use clap::Subcommand;
 use lethe::bulk::{BulkFilter, ExecuteRequest, Job, JobStatus, Preview, PreviewRequest};
 use lethe::clock::unix_now;
 use lethe::contract::{Action, LifecycleState, UnknownName};
-use reqwest::Url;
 
-use client::{parse, Api, SHORT_REQUEST};
+use super::http::{self, parse, sh, show, TimeArg, SHORT_REQUEST};
+use client::Api;
 use explain::Asked;
-use render::{render_job, render_preview, sh};
-use time::TimeArg;
+use render::{render_job, render_preview};
 
 /// Exit status for an error: an HTTP problem, or the server not reachable.
 const EXIT_ERROR: u8 = 1;
@@ -75,16 +76,14 @@ pub enum BulkCommand {
     Cancel(JobArgs),
 }
 
-/// Where the server is and who asks.
+/// Where the server is, who asks, and about which tenant.
 #[derive(Debug, clap::Args)]
-pub struct ServerArgs {
-    /// Base URL of `lethe serve` (plain HTTP).
-    #[arg(long, env = "LETHE_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: Url,
-    /// The tenant's API key (`lethe keys create --tenant`); support keys may
-    /// only read (`status`).
-    #[arg(long, env = "LETHE_KEY", hide_env_values = true)]
-    key: String,
+#[command(mut_args(http::key_help(
+    "The tenant's API key (`lethe keys create --tenant`); support keys may only read (`status`)"
+)))]
+pub struct TenantServerArgs {
+    #[command(flatten)]
+    http: http::ServerArgs,
     /// The tenant whose users the bulk action is about.
     #[arg(long)]
     tenant: String,
@@ -99,7 +98,7 @@ pub struct ServerArgs {
 ])))]
 pub struct PreviewArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: TenantServerArgs,
     /// lock, unlock, deactivate, reactivate, delete, restore or erase.
     #[arg(long, value_parser = parse_name::<Action>)]
     action: Action,
@@ -153,7 +152,7 @@ pub struct PreviewArgs {
 #[derive(Debug, clap::Args)]
 pub struct ExecuteArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: TenantServerArgs,
     /// The `preview_id` printed by `lethe bulk preview`.
     preview_id: String,
     /// How many users you expect to be applied: the preview's
@@ -174,7 +173,7 @@ pub struct ExecuteArgs {
 #[derive(Debug, clap::Args)]
 pub struct JobArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: TenantServerArgs,
     /// The job id printed by `lethe bulk execute`.
     job_id: String,
     /// Print the server's Job JSON instead of the summary.
@@ -193,13 +192,7 @@ pub fn run(cmd: BulkCommand) -> anyhow::Result<ExitCode> {
             BulkCommand::Cancel(args) => cancel(args).await,
         }
     });
-    match result {
-        Ok(code) => Ok(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            Ok(ExitCode::from(EXIT_ERROR))
-        }
-    }
+    Ok(http::exit_status(result, |_| EXIT_ERROR))
 }
 
 fn parse_name<T: std::str::FromStr<Err = UnknownName>>(s: &str) -> Result<T, String> {
@@ -242,23 +235,20 @@ async fn preview(args: PreviewArgs) -> anyhow::Result<ExitCode> {
         transfer_to: args.transfer_to,
         reason: args.reason,
     };
-    let url = api.url(&["bulk", "preview"])?;
-    let text = match api.call(api.client.post(url).json(&body)).await? {
+    let url = api.http.url(&["bulk", "preview"])?;
+    let text = match api.http.call(api.http.client.post(url).json(&body)).await? {
         Ok(text) => text,
         Err(f) => return Err(api.fail(&f, &Asked::Preview, args.json)),
     };
-    if args.json {
-        println!("{}", text.trim_end());
-    } else {
-        let p: Preview = parse(&text, "preview")?;
-        println!("{}", render_preview(&p, &api.tenant, now));
-    }
+    show(&text, args.json, "preview", |p: &Preview| {
+        render_preview(p, &api.tenant, now)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn execute(args: ExecuteArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(&args.server)?;
-    let url = api.url(&["bulk", &args.preview_id, "execute"])?;
+    let url = api.http.url(&["bulk", &args.preview_id, "execute"])?;
     let body = ExecuteRequest {
         confirm_count: args.confirm,
     };
@@ -266,7 +256,7 @@ async fn execute(args: ExecuteArgs) -> anyhow::Result<ExitCode> {
         preview_id: &args.preview_id,
         confirm: args.confirm,
     };
-    let mut text = match api.call(api.client.post(url).json(&body)).await? {
+    let mut text = match api.http.call(api.http.client.post(url).json(&body)).await? {
         Ok(text) => text,
         Err(f) => return Err(api.fail(&f, &asked, args.json)),
     };
@@ -310,9 +300,9 @@ async fn status(args: JobArgs) -> anyhow::Result<ExitCode> {
 
 async fn cancel(args: JobArgs) -> anyhow::Result<ExitCode> {
     let api = Api::new(&args.server)?;
-    let url = api.url(&["jobs", &args.job_id, "cancel"])?;
-    let req = api.client.post(url).timeout(SHORT_REQUEST);
-    let text = match api.call(req).await? {
+    let url = api.http.url(&["jobs", &args.job_id, "cancel"])?;
+    let req = api.http.client.post(url).timeout(SHORT_REQUEST);
+    let text = match api.http.call(req).await? {
         Ok(text) => text,
         Err(f) => {
             let asked = Asked::Cancel {

@@ -2,15 +2,13 @@
 //! (stdout; `--json` prints the server's documents instead), commands to
 //! paste next, and the progress bar of a job being followed (stderr).
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use comfy_table::{presets, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lethe::bulk::{Job, Preview};
 
-use super::time::{span, utc};
+use super::super::http::{sh, span, table, utc};
 
 /// The bar is drawn on stderr, so stdout keeps only the result; indicatif
 /// hides it when stderr is not a terminal, so scripts and logs stay clean.
@@ -34,40 +32,6 @@ pub(super) fn show_progress(bar: &ProgressBar, job: &Job) {
         "applied {}, escalated {}, denied {}, failed {}",
         job.applied, job.escalated, job.denied, job.failed
     ));
-}
-
-/// `s` as one shell word, so a printed command can be pasted as is.
-pub(super) fn sh(s: &str) -> Cow<'_, str> {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c));
-    if plain {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(format!("'{}'", s.replace('\'', r"'\''")))
-    }
-}
-
-/// Rows as left-aligned columns two spaces apart, indented by two, one
-/// line each with no trailing spaces: a table without borders, so that it
-/// reads like the rest of the summary and greps by line.
-fn table(rows: &[Vec<String>]) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
-    let mut t = Table::new();
-    // No borders; each cell padded by one space each side, so columns are
-    // two apart. The first column gets one more on its left: the indent.
-    t.load_style(presets::NOTHING).add_rows(rows);
-    if let Some(first) = t.column_mut(0) {
-        first.set_padding((2, 1));
-    }
-    let mut out = String::new();
-    for line in t.lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// The summary of a preview: what would happen, why, and the command that
@@ -108,7 +72,7 @@ pub(super) fn render_preview(p: &Preview, tenant: &str, now: i64) -> String {
             .iter()
             .map(|r| vec![r.outcome.to_string(), r.code.clone(), r.count.to_string()])
             .collect();
-        out.push_str(&table(&rows));
+        out.push_str(&table(None, &rows));
     }
     if !p.effects.is_empty() {
         out.push_str("\nEffects per category:\n");
@@ -123,7 +87,7 @@ pub(super) fn render_preview(p: &Preview, tenant: &str, now: i64) -> String {
                 ]
             })
             .collect();
-        out.push_str(&table(&rows));
+        out.push_str(&table(None, &rows));
     }
     if !p.sample.is_empty() {
         let _ = writeln!(out, "\nSample ({} of {}):", p.sample.len(), p.matched);
@@ -146,7 +110,7 @@ pub(super) fn render_preview(p: &Preview, tenant: &str, now: i64) -> String {
                 ]
             })
             .collect();
-        out.push_str(&table(&rows));
+        out.push_str(&table(None, &rows));
     }
     out.push('\n');
     let left = p.expires_at - now;
@@ -220,7 +184,7 @@ pub(super) fn render_job(j: &Job, tenant: &str) -> String {
                 ]
             })
             .collect();
-        out.push_str(&table(&rows));
+        out.push_str(&table(None, &rows));
     }
     if j.not_applied_truncated {
         let _ = writeln!(
@@ -291,23 +255,5 @@ mod tests {
         ] {
             assert!(out.contains(want), "missing {want:?} in:\n{out}");
         }
-    }
-
-    #[test]
-    fn tables_align_columns_without_trailing_spaces() {
-        let rows = vec![
-            vec!["a".to_owned(), "bb".to_owned(), "c".to_owned()],
-            vec!["dddd".to_owned(), String::new(), "é".to_owned()],
-        ];
-        assert_eq!(table(&rows), "  a     bb  c\n  dddd      é\n");
-        assert_eq!(table(&[]), "");
-    }
-
-    #[test]
-    fn shell_words() {
-        assert_eq!(sh("bp-1"), "bp-1");
-        assert_eq!(sh("a b"), "'a b'");
-        assert_eq!(sh("it's"), r"'it'\''s'");
-        assert_eq!(sh(""), "''");
     }
 }

@@ -1,74 +1,20 @@
-//! The HTTP client of the operator API (`/v1/admin/...`) of `lethe serve`,
-//! and what its refusals mean for people.
-//!
-//! Modelled on `lethe bulk`'s client, but kept apart: the bulk client is
-//! bound to one tenant's `/v1/tenants/{t}` and explains bulk refusals, this
-//! one speaks for an operator about any tenant.
+//! The operator API (`/v1/admin/...`) of `lethe serve`, and what its
+//! refusals mean for people. The client itself is [`super::super::http`]'s,
+//! shared with `lethe bulk`; the advice is this family's own, since it
+//! speaks for an operator about any tenant.
 
 use std::fmt::{self, Write as _};
-use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use lethe::error_code::ErrorCode;
-use reqwest::{Client, RequestBuilder, StatusCode, Url};
-use serde::Deserialize;
+use reqwest::StatusCode;
 
-use super::render::sh;
-use super::ServerArgs;
+use super::super::http::{sh, Failure, Http};
+use super::OperatorServerArgs;
 
-/// For every request but uploads: reads and activations are quick. An
-/// upload gets no overall limit, since the server compiles the component
-/// and runs its cases before it answers.
-pub(super) const SHORT_REQUEST: Duration = Duration::from_secs(30);
-
-/// A client bound to one server and key.
-pub(super) struct Api {
-    pub(super) client: Client,
-    pub(super) base: Url,
-    key: String,
-}
-
-/// A non-success answer, kept whole so that the command can explain it in
-/// terms of what was asked.
-#[derive(Debug)]
-pub(super) struct Failure {
-    pub(super) status: StatusCode,
-    pub(super) problem: Option<Problem>,
-    pub(super) body: String,
-}
-
-/// An RFC 9457 problem document. Local and lenient (as in `lethe bulk`):
-/// the code stays a string, so a code this build does not know is still
-/// shown as it came.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct Problem {
-    pub(super) title: String,
-    pub(super) code: String,
-    pub(super) detail: Option<String>,
-    #[serde(flatten)]
-    pub(super) extensions: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Failure {
-    /// Only a document with a `code` is a problem; anything else (a proxy's
-    /// HTML page, an empty 404) is reported as it came.
-    pub(super) fn new(status: StatusCode, body: String) -> Failure {
-        let problem = serde_json::from_str::<Problem>(&body)
-            .ok()
-            .filter(|p| !p.code.is_empty());
-        Failure {
-            status,
-            problem,
-            body,
-        }
-    }
-
-    /// The server refused what was asked (4xx), as opposed to failing at it
-    /// (5xx): the two exit differently.
-    pub(super) fn refused(&self) -> bool {
-        self.status.is_client_error()
-    }
+/// A client of the operator API: its URLs start at `/v1/admin`.
+pub(super) fn connect(args: &OperatorServerArgs) -> anyhow::Result<Http> {
+    Http::new(&args.http, &["v1", "admin"])
 }
 
 /// The error of a request the server refused (a 4xx): exits 1, where
@@ -107,10 +53,19 @@ pub(super) enum Asked<'a> {
     Status {
         tenant: &'a str,
     },
+    Replay {
+        tenant: &'a str,
+        version: i64,
+    },
+    Replays {
+        tenant: &'a str,
+        id: Option<&'a str>,
+    },
 }
 
 impl Asked<'_> {
-    fn tenant(&self) -> Option<&str> {
+    /// The tenant asked about, if any.
+    pub(super) fn tenant(&self) -> Option<&str> {
         match self {
             Asked::Tenants => None,
             Asked::CreateTenant { id: tenant }
@@ -118,73 +73,18 @@ impl Asked<'_> {
             | Asked::Versions { tenant }
             | Asked::Activate { tenant, .. }
             | Asked::Rollback { tenant, .. }
-            | Asked::Status { tenant } => Some(tenant),
+            | Asked::Status { tenant }
+            | Asked::Replay { tenant, .. }
+            | Asked::Replays { tenant, .. } => Some(tenant),
         }
     }
 }
 
-impl Api {
-    pub(super) fn new(args: &ServerArgs) -> anyhow::Result<Api> {
-        let client = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("lethe-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Api {
-            client,
-            base: args.server.clone(),
-            key: args.key.clone(),
-        })
-    }
-
-    /// `{server}/v1/admin/{tail…}`, each segment percent-encoded.
-    pub(super) fn url(&self, tail: &[&str]) -> anyhow::Result<Url> {
-        let mut url = self.base.clone();
-        {
-            let mut path = url
-                .path_segments_mut()
-                .map_err(|()| anyhow!("--server {} is not a base URL", self.base))?;
-            path.pop_if_empty().extend(["v1", "admin"]).extend(tail);
-        }
-        Ok(url)
-    }
-
-    /// Sends with the key. The outer error is the transport (nothing was
-    /// answered); the inner one is the server's refusal.
-    pub(super) async fn call(
-        &self,
-        req: RequestBuilder,
-    ) -> anyhow::Result<Result<String, Failure>> {
-        let resp =
-            req.bearer_auth(&self.key).send().await.with_context(|| {
-                format!("no answer from {} (is `lethe serve` running?)", self.base)
-            })?;
-        let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .with_context(|| format!("reading the answer from {}", self.base))?;
-        if status.is_success() {
-            Ok(Ok(body))
-        } else {
-            Ok(Err(Failure::new(status, body)))
-        }
-    }
-
-    /// `GET {server}/v1/admin/{tail…}` with the short timeout.
-    pub(super) async fn get(&self, tail: &[&str]) -> anyhow::Result<Result<String, Failure>> {
-        let url = self.url(tail)?;
-        self.call(self.client.get(url).timeout(SHORT_REQUEST)).await
-    }
-
-    /// The error for a failure; with `--json` the problem document also goes
-    /// to stdout, so a script can switch on its `code`.
-    pub(super) fn fail(&self, f: &Failure, asked: &Asked<'_>, json: bool) -> anyhow::Error {
-        if json && f.problem.is_some() {
-            println!("{}", f.body.trim_end());
-        }
-        failure_error(f, explain(f, asked))
-    }
+/// The error for a failure; with `--json` the problem document also goes
+/// to stdout, so a script can switch on its `code`.
+pub(super) fn fail(f: &Failure, asked: &Asked<'_>, json: bool) -> anyhow::Error {
+    f.print_if_json(json);
+    failure_error(f, explain(f, asked))
 }
 
 /// A refusal (4xx) as [`Refused`], anything else as a plain error.
@@ -196,41 +96,24 @@ pub(super) fn failure_error(f: &Failure, msg: String) -> anyhow::Error {
     }
 }
 
-/// Reads one of the server's documents.
-pub(super) fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> anyhow::Result<T> {
-    serde_json::from_str(text)
-        .with_context(|| format!("the server's {what} is not what was expected"))
-}
-
 /// One message for a failure: the problem's code and status, the server's
 /// detail, and what to do about it.
 pub(super) fn explain(f: &Failure, asked: &Asked<'_>) -> String {
+    let mut msg = f.headline();
     let Some(p) = &f.problem else {
-        let body: String = f.body.trim().chars().take(200).collect();
-        let mut msg = format!("HTTP {}", f.status);
-        if !body.is_empty() {
-            let _ = write!(msg, ": {body}");
-        }
         if matches!(
             f.status,
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
         ) {
-            msg.push_str(
-                "\n  the server may predate policy deployment (/v1/admin); check --server",
-            );
+            msg.push_str(match asked {
+                Asked::Replay { .. } | Asked::Replays { .. } => {
+                    "\n  the server may predate policy replays; check --server"
+                }
+                _ => "\n  the server may predate policy deployment (/v1/admin); check --server",
+            });
         }
         return msg;
     };
-    let mut msg = format!("{} ({})", p.code, f.status.as_u16());
-    match (p.detail.as_deref(), p.title.as_str()) {
-        (Some(d), _) if !d.is_empty() => {
-            let _ = write!(msg, ": {d}");
-        }
-        (_, t) if !t.is_empty() => {
-            let _ = write!(msg, ": {t}");
-        }
-        _ => {}
-    }
     let hint = p
         .code
         .parse::<ErrorCode>()
@@ -253,7 +136,7 @@ fn hint(code: ErrorCode, asked: &Asked<'_>) -> Option<String> {
         (ErrorCode::OperatorKeyRequired, _) => "this needs an operator key \
              (`lethe keys create --operator`); tenant and support keys cannot deploy"
             .to_owned(),
-        (ErrorCode::NotFound, Asked::Activate { version, .. })
+        (ErrorCode::NotFound, Asked::Activate { version, .. } | Asked::Replay { version, .. })
         | (
             ErrorCode::NotFound,
             Asked::Rollback {
@@ -264,6 +147,9 @@ fn hint(code: ErrorCode, asked: &Asked<'_>) -> Option<String> {
             "no tenant {t}, or it has no version {version}: \
              see `lethe policy versions --tenant {t}`"
         ),
+        (ErrorCode::NotFound, Asked::Replays { id: Some(id), .. }) => {
+            format!("no replay {id} of tenant {t}: see `lethe policy replays --tenant {t}`")
+        }
         (ErrorCode::NotFound, Asked::Tenants | Asked::CreateTenant { .. }) => return None,
         (ErrorCode::NotFound, _) => format!(
             "no tenant {t}: see `lethe policy tenants`, or create it with \
@@ -271,6 +157,15 @@ fn hint(code: ErrorCode, asked: &Asked<'_>) -> Option<String> {
         ),
         (ErrorCode::TenantExists, _) => {
             format!("tenant {t} already exists: see `lethe policy tenants`")
+        }
+        (ErrorCode::VersionRejected, Asked::Replay { version, .. }) => format!(
+            "version {version} failed validation, so it is never run, not even on recorded \
+             requests; see why in `lethe policy versions --tenant {t}`"
+        ),
+        (ErrorCode::InvalidInput, Asked::Replay { .. }) => {
+            "check --last (at least 1, at most the server's limit) and that --since is not \
+             after --until"
+                .to_owned()
         }
         (ErrorCode::VersionRejected, _) => format!(
             "a rejected version is kept to show why, never activated; \
@@ -294,33 +189,20 @@ fn hint(code: ErrorCode, asked: &Asked<'_>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::http::{failure, ServerArgs};
     use super::*;
 
-    fn failure(status: u16, body: &str) -> Failure {
-        Failure::new(
-            StatusCode::from_u16(status).expect("valid status"),
-            body.to_owned(),
-        )
-    }
-
     #[test]
-    fn urls_are_built_per_segment() {
-        let api = Api {
-            client: Client::new(),
-            base: Url::parse("http://127.0.0.1:8080/lethe/").expect("url"),
-            key: "k".into(),
+    fn urls_are_the_admin_api() {
+        let args = OperatorServerArgs {
+            http: ServerArgs::at("http://127.0.0.1:8080/lethe/"),
         };
+        let api = connect(&args).expect("client");
         let url = api.url(&["tenants", "t 4", "versions"]).expect("url");
         assert_eq!(
             url.as_str(),
             "http://127.0.0.1:8080/lethe/v1/admin/tenants/t%204/versions"
         );
-        let api = Api {
-            base: Url::parse("http://h:1").expect("url"),
-            ..api
-        };
-        let url = api.url(&["tenants"]).expect("url");
-        assert_eq!(url.as_str(), "http://h:1/v1/admin/tenants");
     }
 
     #[test]
@@ -385,6 +267,48 @@ mod tests {
         assert!(
             format!("{e}").contains("lethe keys create --operator"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn replay_refusals() {
+        let replay = Asked::Replay {
+            tenant: "t2",
+            version: 3,
+        };
+        let f = failure(404, r#"{"code":"not-found","detail":"no such version"}"#);
+        let msg = explain(&f, &replay);
+        assert_eq!(
+            msg,
+            "not-found (404): no such version\n  no tenant t2, or it has no version 3: \
+             see `lethe policy versions --tenant t2`"
+        );
+        let f = failure(409, r#"{"code":"version-rejected"}"#);
+        let e = fail(&f, &replay, false);
+        assert!(e.downcast_ref::<Refused>().is_some(), "a refusal exits 1");
+        let msg = format!("{e}");
+        assert!(
+            msg.starts_with("version-rejected (409)\n  version 3 failed validation"),
+            "{msg}"
+        );
+        let f = failure(
+            422,
+            r#"{"code":"invalid-input","detail":"since is after until"}"#,
+        );
+        assert!(explain(&f, &replay).contains("--since is not after --until"));
+        let one = Asked::Replays {
+            tenant: "t 2",
+            id: Some("rep-9"),
+        };
+        let f = failure(404, r#"{"code":"not-found"}"#);
+        assert!(explain(&f, &one).ends_with(
+            "no replay rep-9 of tenant 't 2': see `lethe policy replays --tenant 't 2'`"
+        ));
+        // An older server, without the route.
+        let f = failure(405, "");
+        assert_eq!(
+            explain(&f, &replay),
+            "HTTP 405 Method Not Allowed\n  the server may predate policy replays; check --server"
         );
     }
 }

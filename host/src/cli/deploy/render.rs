@@ -1,15 +1,12 @@
 //! What the operator commands show people (stdout; `--json` prints the
 //! server's documents instead): versions and their gate reports,
-//! activations, a tenant's deployment status, tenants. Times are UTC.
+//! activations, a tenant's deployment status, tenants, replay reports.
+//! Times are UTC.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use comfy_table::{presets, Table};
-use jiff::fmt::friendly::{Designator, Spacing, SpanPrinter};
-use jiff::{RoundMode, SignedDuration, Span, SpanRound, Timestamp, Unit};
-
-use super::wire::{Activation, Replica, Status, Tenant, Version};
+use super::super::http::{sh, span, table, utc};
+use super::wire::{Activation, Replay, Replica, Status, Tenant, Version};
 
 /// A version, its gate report (every check; the cases that ran) and, when
 /// it was accepted, the command that activates it.
@@ -274,6 +271,153 @@ pub(super) fn render_created(t: &Tenant) -> String {
     )
 }
 
+/// A replay report: the counts on one line, then what changed (outcome
+/// transitions, plan changes, rule changes) and examples of it.
+pub(super) fn render_replay(r: &Replay) -> String {
+    let mut out = format!(
+        "replayed {} recorded decisions of {} on version {} in {} ({:.0}/s): \
+         {} unchanged, {} changed, {} faults",
+        r.requests,
+        r.tenant,
+        r.version,
+        elapsed(r.elapsed_ms),
+        r.per_second,
+        r.unchanged,
+        r.changed,
+        r.faults
+    );
+    if r.unreadable > 0 {
+        let _ = write!(
+            out,
+            "; {} records could not be read and were skipped",
+            r.unreadable
+        );
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "  report {} by {}, {}; {}",
+        r.id,
+        r.created_by,
+        utc(r.created_at),
+        window(r)
+    );
+    if r.requests == 0 {
+        out.push_str("\nNo recorded decision in this window: nothing was compared.\n");
+        return out;
+    }
+    if r.changed == 0 && r.faults == 0 {
+        let _ = writeln!(
+            out,
+            "\nVersion {} decides every one of them as recorded.",
+            r.version
+        );
+        return out;
+    }
+    if !r.transitions.is_empty() {
+        out.push_str("\nTransitions:\n");
+        let rows: Vec<Vec<String>> = r
+            .transitions
+            .iter()
+            .map(|t| {
+                vec![
+                    t.from.clone(),
+                    "→".to_owned(),
+                    t.to.clone(),
+                    t.count.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(None, &rows));
+    }
+    if !r.plan_changes.is_empty() {
+        out.push_str("\nPlan changes (allowed both times):\n");
+        let header = ["CATEGORY", "FROM", "TO", "COUNT"];
+        let rows: Vec<Vec<String>> = r
+            .plan_changes
+            .iter()
+            .map(|p| {
+                vec![
+                    p.category.clone(),
+                    p.from.clone(),
+                    p.to.clone(),
+                    p.count.to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(Some(&header), &rows));
+    }
+    let _ = writeln!(
+        out,
+        "\nRule changes: {} (same outcome; other rules, codes, messages or plan)",
+        r.rule_changes
+    );
+    if !r.examples.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nExamples ({} of {}):",
+            r.examples.len(),
+            r.changed + r.faults
+        );
+        let header = ["ACTION ID", "SUBJECT", "ACTION", "OUTCOME", "RULES"];
+        let rows: Vec<Vec<String>> = r
+            .examples
+            .iter()
+            .map(|e| {
+                let now = match &e.fault {
+                    Some(f) => format!("fault: {}", one_line(f, 60)),
+                    None => rules(&e.to_rules),
+                };
+                vec![
+                    e.action_id.clone(),
+                    e.subject.clone(),
+                    e.action.clone(),
+                    format!("{} → {}", e.from, e.to),
+                    format!("{} → {now}", rules(&e.from_rules)),
+                ]
+            })
+            .collect();
+        out.push_str(&table(Some(&header), &rows));
+    }
+    out
+}
+
+/// A tenant's stored replay reports, newest first as the server sends
+/// them.
+pub(super) fn render_replays(replays: &[Replay], tenant: &str) -> String {
+    if replays.is_empty() {
+        return format!(
+            "Tenant {tenant} has no replays yet. Run one: \
+             lethe policy replay --tenant {} --version N\n",
+            sh(tenant)
+        );
+    }
+    let header = [
+        "ID", "VERSION", "CREATED", "BY", "REQUESTS", "CHANGED", "FAULTS",
+    ];
+    let rows: Vec<Vec<String>> = replays
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.version.to_string(),
+                utc(r.created_at),
+                r.created_by.clone(),
+                r.requests.to_string(),
+                r.changed.to_string(),
+                r.faults.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(Some(&header), &rows);
+    let _ = writeln!(
+        out,
+        "\nShow one: lethe policy replays --tenant {} ID",
+        sh(tenant)
+    );
+    out
+}
+
 // ---------------------------------------------------------------------------
 // Pieces
 
@@ -288,6 +432,41 @@ fn policy_name(p: Option<&super::wire::PolicyName>) -> String {
 
 fn from(v: Option<i64>) -> String {
     v.map_or_else(|| "none".to_owned(), |n| n.to_string())
+}
+
+/// `45 ms`, `0.8 s` under a minute, `2m 5s` from there on.
+fn elapsed(ms: u64) -> String {
+    if ms < 100 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        span(i64::try_from(ms / 1000).unwrap_or(i64::MAX))
+    }
+}
+
+/// Which records a replay re-ran, as asked.
+fn window(r: &Replay) -> String {
+    let mut out = match r.last {
+        Some(n) => format!("the latest {n} records"),
+        None => "every record".to_owned(),
+    };
+    if let Some(t) = r.since {
+        let _ = write!(out, " since {}", utc(t));
+    }
+    if let Some(t) = r.until {
+        let _ = write!(out, " until {}", utc(t));
+    }
+    out
+}
+
+/// Rule ids as one cell; `-` for none.
+fn rules(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "-".to_owned()
+    } else {
+        ids.join(", ")
+    }
 }
 
 /// The first 12 hex digits: enough to tell versions apart, and what the
@@ -320,79 +499,12 @@ fn one_line(s: &str, max: usize) -> String {
     cut
 }
 
-/// `s` as one shell word, so a printed command can be pasted as is.
-pub(super) fn sh(s: &str) -> Cow<'_, str> {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@%+=,".contains(c));
-    if plain {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(format!("'{}'", s.replace('\'', r"'\''")))
-    }
-}
-
-/// Rows (and a header) as left-aligned columns two spaces apart, indented
-/// by two, with no borders and no trailing spaces, so they grep by line.
-fn table(header: Option<&[&str]>, rows: &[Vec<String>]) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
-    let mut t = Table::new();
-    t.load_style(presets::NOTHING);
-    if let Some(h) = header {
-        t.set_header(h.to_vec());
-    }
-    t.add_rows(rows);
-    if let Some(first) = t.column_mut(0) {
-        first.set_padding((2, 1));
-    }
-    let mut out = String::new();
-    for line in t.lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// `2026-09-21 14:13:20 UTC`; a time outside jiff's range (no server sends
-/// one) as the unix seconds it is.
-pub(super) fn utc(t: i64) -> String {
-    match Timestamp::from_second(t) {
-        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        Err(_) => format!("@{t} (unix seconds)"),
-    }
-}
-
-/// A duration for people, its two largest units at most: `59s`, `14m 5s`,
-/// `2h`, `3d 4h`.
-fn span(secs: i64) -> String {
-    let secs = secs.saturating_abs();
-    let smallest = match secs {
-        0..3600 => Unit::Second,
-        3600..86_400 => Unit::Minute,
-        _ => Unit::Hour,
-    };
-    let rounding = SpanRound::new()
-        .largest(Unit::Day)
-        .smallest(smallest)
-        .mode(RoundMode::Trunc)
-        .days_are_24_hours();
-    let printer = SpanPrinter::new()
-        .designator(Designator::Compact)
-        .spacing(Spacing::BetweenUnits);
-    match Span::try_from(SignedDuration::from_secs(secs)).and_then(|s| s.round(rounding)) {
-        Ok(s) => printer.span_to_string(&s),
-        Err(_) => format!("{secs}s"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use lethe::deploy::VersionStatus;
 
-    use super::super::wire::fixtures::{activation, json, status, tenant, version};
-    use super::super::wire::{Status, Tenant, Version};
+    use super::super::wire::fixtures::{activation, json, status, tenant, version, REPLAY};
+    use super::super::wire::{Replay, ReplayList, Status, Tenant, Version};
     use super::*;
 
     fn read<T: serde::de::DeserializeOwned>(text: &str) -> T {
@@ -552,5 +664,134 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(span(845), "14m 5s");
         assert_eq!(span(90_000), "1d 1h");
+    }
+
+    #[test]
+    fn a_replay() {
+        let r: Replay = read(REPLAY);
+        assert_eq!(
+            render_replay(&r),
+            "replayed 1234 recorded decisions of t2 on version 3 in 0.8 s (1520/s): \
+             1000 unchanged, 200 changed, 34 faults\n\
+             \x20 report rep-1f3a by key-op1, 2026-09-21 14:13:20 UTC; \
+             the latest 1000 records until 2026-09-21 14:13:20 UTC\n\
+             \n\
+             Transitions:\n\
+             \x20 allow     →  deny   12\n\
+             \x20 allow     →  fault  34\n\
+             \x20 escalate  →  allow  183\n\
+             \n\
+             Plan changes (allowed both times):\n\
+             \x20 CATEGORY          FROM      TO       COUNT\n\
+             \x20 deals             transfer  cascade  3\n\
+             \x20 (restore window)  30 days   0 days   2\n\
+             \n\
+             Rule changes: 5 (same outcome; other rules, codes, messages or plan)\n\
+             \n\
+             Examples (2 of 234):\n\
+             \x20 ACTION ID  SUBJECT  ACTION  OUTCOME        RULES\n\
+             \x20 act-9      t2-u5    delete  allow → deny   members-go → admins-kept, no-open-deals\n\
+             \x20 act-12     t2-u7    lock    allow → fault  members-go → fault: out of fuel (budget 1000000)\n"
+        );
+    }
+
+    #[test]
+    fn replay_edges() {
+        let sample: Replay = read(REPLAY);
+        // Nothing changed: no tables, one sentence.
+        let same = Replay {
+            unchanged: 1234,
+            changed: 0,
+            faults: 0,
+            transitions: vec![],
+            rule_changes: 0,
+            plan_changes: vec![],
+            examples: vec![],
+            since: Some(1_789_913_600),
+            until: None,
+            elapsed_ms: 125_400,
+            per_second: 9.84,
+            ..sample.clone()
+        };
+        let out = render_replay(&same);
+        assert!(
+            out.starts_with(
+                "replayed 1234 recorded decisions of t2 on version 3 in 2m 5s (10/s): "
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("; the latest 1000 records since 2026-09-20 14:13:20 UTC\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("\n\nVersion 3 decides every one of them as recorded.\n"),
+            "{out}"
+        );
+        assert!(!out.contains("Transitions"), "{out}");
+
+        // Nothing recorded in the window.
+        let none = Replay {
+            requests: 0,
+            unchanged: 0,
+            last: None,
+            unreadable: 2,
+            ..same
+        };
+        let out = render_replay(&none);
+        assert!(
+            out.contains(
+                "0 unchanged, 0 changed, 0 faults; 2 records could not be read and were skipped\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("; every record since"), "{out}");
+        assert!(
+            out.ends_with("\n\nNo recorded decision in this window: nothing was compared.\n"),
+            "{out}"
+        );
+
+        // Only faults, and an example without rules.
+        let mut faults = Replay {
+            transitions: sample.transitions[1..2].to_vec(),
+            plan_changes: vec![],
+            examples: sample.examples[1..].to_vec(),
+            ..sample
+        };
+        faults.examples[0].from_rules.clear();
+        let out = render_replay(&faults);
+        assert!(!out.contains("Plan changes"), "{out}");
+        assert!(
+            out.contains("\n  act-12     t2-u7    lock    allow → fault  - → fault: out of fuel"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn replay_list() {
+        let l: ReplayList = read(&format!(r#"{{"replays":[{REPLAY}]}}"#));
+        assert_eq!(
+            render_replays(&l.replays, "t2"),
+            "  ID        VERSION  CREATED                  BY       REQUESTS  CHANGED  FAULTS\n\
+             \x20 rep-1f3a  3        2026-09-21 14:13:20 UTC  key-op1  1234      200      34\n\
+             \n\
+             Show one: lethe policy replays --tenant t2 ID\n"
+        );
+        assert_eq!(
+            render_replays(&[], "t 2"),
+            "Tenant t 2 has no replays yet. Run one: \
+             lethe policy replay --tenant 't 2' --version N\n"
+        );
+    }
+
+    #[test]
+    fn elapsed_times() {
+        assert_eq!(elapsed(0), "0 ms");
+        assert_eq!(elapsed(99), "99 ms");
+        assert_eq!(elapsed(100), "0.1 s");
+        assert_eq!(elapsed(812), "0.8 s");
+        assert_eq!(elapsed(59_949), "59.9 s");
+        assert_eq!(elapsed(60_000), "1m");
+        assert_eq!(elapsed(3_725_000), "1h 2m");
     }
 }

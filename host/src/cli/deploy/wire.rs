@@ -126,6 +126,83 @@ pub(super) struct TenantList {
     pub(super) tenants: Vec<Tenant>,
 }
 
+/// `ReplayReport`: what a version decides on a tenant's recorded requests,
+/// against what was decided then. Unlike the documents above, every field
+/// of the contract is required: the report came with replays, so there is
+/// no older server to be lenient with, and a field renamed on either side
+/// should fail loudly rather than show an empty table.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct Replay {
+    pub(super) id: String,
+    pub(super) tenant: String,
+    /// The version replayed.
+    pub(super) version: i64,
+    pub(super) created_by: String,
+    pub(super) created_at: i64,
+    /// The records asked for: the newest `last`, within `since..=until`
+    /// (unix seconds).
+    pub(super) last: Option<u64>,
+    pub(super) since: Option<i64>,
+    pub(super) until: Option<i64>,
+    /// Recorded decisions re-run: `unchanged + changed + faults`.
+    pub(super) requests: u64,
+    pub(super) unchanged: u64,
+    pub(super) changed: u64,
+    pub(super) faults: u64,
+    /// Records whose stored request or decision no longer parses, not
+    /// counted in `requests`; not in every server's report.
+    #[serde(default)]
+    pub(super) unreadable: u64,
+    pub(super) elapsed_ms: u64,
+    pub(super) per_second: f64,
+    /// Between outcomes (`allow`, `escalate`, `deny`; `fault` as `to`).
+    pub(super) transitions: Vec<Transition>,
+    /// Changed decisions that kept their outcome: other rules, codes,
+    /// messages or plan.
+    pub(super) rule_changes: u64,
+    pub(super) plan_changes: Vec<PlanChange>,
+    /// A few of the changed decisions (the server keeps at most 20).
+    pub(super) examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct Transition {
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) count: u64,
+}
+
+/// How two allows' plans differ, counted over the replay.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct PlanChange {
+    /// A category, or a plan field: `(profile)`, `(restore window)`…
+    pub(super) category: String,
+    /// A disposition; `absent` when the plan did not name the category.
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) count: u64,
+}
+
+/// One recorded decision that came out differently.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct Example {
+    pub(super) action_id: String,
+    pub(super) subject: String,
+    pub(super) action: String,
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) from_rules: Vec<String>,
+    pub(super) to_rules: Vec<String>,
+    /// Why the version could not decide, when `to` is `fault`.
+    #[serde(default)]
+    pub(super) fault: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ReplayList {
+    pub(super) replays: Vec<Replay>,
+}
+
 /// Samples made from the library's own types, so that a field renamed on
 /// the server side fails these tests rather than the command.
 #[cfg(test)]
@@ -255,6 +332,23 @@ pub(super) mod fixtures {
         }
     }
 
+    /// The contract's sample replay report (`POST …/versions/{n}/replay`).
+    pub(in super::super) const REPLAY: &str = r#"{"id":"rep-1f3a","tenant":"t2","version":3,
+ "created_by":"key-op1","created_at":1790000000,
+ "last":1000,"since":null,"until":1790000000,
+ "requests":1234,"unchanged":1000,"changed":200,"faults":34,
+ "elapsed_ms":812,"per_second":1519.7,
+ "transitions":[{"from":"allow","to":"deny","count":12},
+                {"from":"allow","to":"fault","count":34},
+                {"from":"escalate","to":"allow","count":183}],
+ "rule_changes":5,
+ "plan_changes":[{"category":"deals","from":"transfer","to":"cascade","count":3},
+                 {"category":"(restore window)","from":"30 days","to":"0 days","count":2}],
+ "examples":[{"action_id":"act-9","subject":"t2-u5","action":"delete","from":"allow","to":"deny",
+              "from_rules":["members-go"],"to_rules":["admins-kept","no-open-deals"],"fault":null},
+             {"action_id":"act-12","subject":"t2-u7","action":"lock","from":"allow","to":"fault",
+              "from_rules":["members-go"],"to_rules":[],"fault":"out of fuel (budget 1000000)"}]}"#;
+
     pub(in super::super) fn json<T: serde::Serialize>(v: &T) -> String {
         serde_json::to_string(v).expect("serializes")
     }
@@ -298,5 +392,37 @@ mod tests {
             serde_json::from_str(r#"{"from_version":null,"to_version":3,"kind":"canary"}"#)
                 .expect("an activation with the bare minimum reads");
         assert_eq!((a.to_version, a.kind.as_str()), (3, "canary"));
+    }
+
+    #[test]
+    fn replay_reports_read_both_ways() {
+        // The sample is the server's document: the library reads it, and
+        // what the library writes, this client reads.
+        let report: lethe::deploy::replay::ReplayReport =
+            serde_json::from_str(REPLAY).expect("the library reads the contract's sample");
+        let r: Replay = serde_json::from_str(&json(&report)).expect("a report reads");
+        assert_eq!(
+            (r.id.as_str(), r.version, r.requests, r.changed, r.faults),
+            ("rep-1f3a", 3, 1234, 200, 34)
+        );
+        assert_eq!(
+            (r.last, r.since, r.until),
+            (Some(1000), None, Some(1_790_000_000))
+        );
+        assert_eq!(r.transitions.len(), 3);
+        assert_eq!(r.plan_changes[1].category, "(restore window)");
+        assert_eq!(
+            r.examples[1].fault.as_deref(),
+            Some("out of fuel (budget 1000000)")
+        );
+        assert_eq!(r.unreadable, 0);
+
+        let list: ReplayList =
+            serde_json::from_str(&format!(r#"{{"replays":[{REPLAY}],"next":null}}"#))
+                .expect("a list reads");
+        assert_eq!(list.replays[0].rule_changes, 5);
+        // Every field of the contract is needed: none is made up.
+        let without = REPLAY.replace(r#""faults":34,"#, "");
+        assert!(serde_json::from_str::<Replay>(&without).is_err());
     }
 }
