@@ -16,6 +16,8 @@
 //!   traffic: every delete version 1 allowed becomes a denial.
 //! - `lethe decisions verify` re-decides every record with its own version
 //!   and flags one whose stored decision was edited.
+//! - A shadow version decides beside the active one on both servers, off
+//!   the request path; its disagreements are counted and recorded.
 //! - A version whose stored bytes were altered loads nowhere: both servers
 //!   stay on the previous version and report the error in the status.
 //! - A second server on the same database serves each activation; the time
@@ -568,6 +570,61 @@ async fn operator_flow(backend: Backend) {
             .all(|r| r["serving"] == 1 && r["error"].is_null()),
         "{status}"
     );
+
+    // Shadow: version n2 decides beside version 1 on live requests, on both
+    // servers; every one of these decisions disagrees (v1 allows, n2 denies).
+    let (st, shadow) = call(
+        &http,
+        Method::PUT,
+        &a.url(&format!("/v1/admin/tenants/{TENANT}/shadow")),
+        Some(op),
+        Some(json!({"version": n2})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{shadow}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for s in [&a, &b] {
+        for _ in 0..10 {
+            let (allowed, v, _) = probe(&http, &s.base, &keys.tenant).await.unwrap();
+            assert_eq!((allowed, v), (true, 1), "the shadow never decides live");
+        }
+    }
+    let shadow_path = format!("/v1/admin/tenants/{TENANT}/shadow");
+    let started = Instant::now();
+    let shadow = loop {
+        let (st, shadow) = get(&a, &shadow_path, op).await;
+        assert_eq!(st, StatusCode::OK, "{shadow}");
+        if shadow["evaluated"].as_i64() >= Some(20) {
+            break shadow;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "shadow counts: {shadow}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(shadow["evaluated"], 20, "{shadow}");
+    assert_eq!(shadow["disagreed"], 20, "{shadow}");
+    assert_eq!(
+        (shadow["faults"].clone(), shadow["dropped"].clone()),
+        (json!(0), json!(0))
+    );
+    let d = &shadow["disagreements"][0];
+    assert_eq!(
+        (d["version"].clone(), d["live_version"].clone()),
+        (json!(n2), json!(1)),
+        "{d}"
+    );
+    assert_eq!(
+        (d["live"]["outcome"].clone(), d["shadow"]["outcome"].clone()),
+        (json!("allow"), json!("deny")),
+        "{d}"
+    );
+    assert_eq!(d["subject"], MEMBER);
+    let (st, _) = call(&http, Method::DELETE, &a.url(&shadow_path), Some(op), None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = get(&a, &shadow_path, op).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
 
     // A version whose stored bytes were altered after upload is activated:
     // no server loads it; both stay on version 1 and say why.

@@ -22,7 +22,8 @@
 //! - **warm-up**: every tenant loaded (what `lethe serve` does in the
 //!   background after start), and the resident memory it added, per tenant;
 //! - a decision on a warm tenant through `TenantPolicies` against the floor,
-//!   the same `Policy::decide` called bare.
+//!   the same `Policy::decide` called bare, and again once every tenant has
+//!   a shadow version (offered each decision, evaluated in the background).
 //!
 //! And the same with every tenant on one shared component (1 sha256),
 //! which a replica loads once.
@@ -113,6 +114,9 @@ struct Figures {
     rss_after_kib: u64,
     warm_decide_us: f64,
     floor_decide_us: f64,
+    /// The same decisions while every tenant has a shadow version (the
+    /// shadow's own work runs beside them on the same cores).
+    shadowed_decide_us: f64,
 }
 
 async fn run(
@@ -200,6 +204,23 @@ async fn run(
         policy.decide(request)?;
     }
     let floor_decide_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+
+    // Every tenant shadowed by its own active version.
+    let deployments = Deployments::new(db.clone(), Runtime::new(RuntimeConfig::default())?);
+    for i in 0..tenants {
+        deployments
+            .set_shadow(&format!("bt{i:04}"), Some(1), "bench", 0)
+            .await?;
+    }
+    sync::sync(&policies).await?;
+    let t = Instant::now();
+    for i in 0..n {
+        policies
+            .decide(&format!("bt{:04}", i as usize % tenants), request)
+            .await
+            .map_err(|f| anyhow::anyhow!("{f}"))?;
+    }
+    let shadowed_decide_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
     db.close().await;
     Ok(Figures {
         setup,
@@ -210,6 +231,7 @@ async fn run(
         rss_after_kib,
         warm_decide_us,
         floor_decide_us,
+        shadowed_decide_us,
     })
 }
 
@@ -239,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:<28} {:>9} {:>9} {:>12} {:>11} {:>13} {:>14} {:>13} {:>11}",
+        "{:<28} {:>9} {:>9} {:>12} {:>11} {:>13} {:>14} {:>13} {:>11} {:>14}",
         "components",
         "setup s",
         "ready ms",
@@ -248,7 +270,8 @@ async fn main() -> anyhow::Result<()> {
         "RSS +MiB",
         "KiB/tenant",
         "decide µs",
-        "floor µs"
+        "floor µs",
+        "shadowed µs"
     );
     // Shared first: memory freed by one run may be reused by the next, which
     // would hide part of the distinct run's growth if it came second.
@@ -268,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         let added = f.rss_after_kib.saturating_sub(f.rss_before_kib);
         println!(
-            "{label:<28} {:>9.1} {:>9.1} {:>12.1} {:>11.0} {:>13.1} {:>14.1} {:>13.1} {:>11.1}",
+            "{label:<28} {:>9.1} {:>9.1} {:>12.1} {:>11.0} {:>13.1} {:>14.1} {:>13.1} {:>11.1} {:>14.1}",
             f.setup.as_secs_f64(),
             ms(f.ready),
             ms(f.cold_first),
@@ -277,6 +300,7 @@ async fn main() -> anyhow::Result<()> {
             added as f64 / tenants as f64,
             f.warm_decide_us,
             f.floor_decide_us,
+            f.shadowed_decide_us,
         );
     }
     Ok(())

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::problem::ProblemDetails;
 use super::{unix_now, AppState, Body, Operator, Params, Problem};
 use crate::deploy::replay::{ReplayReport, MAX_REPLAY};
+use crate::deploy::shadow::ShadowStatus;
 use crate::deploy::{
     Activate, Activation, ActivationKind, PolicyStatus, PolicyVersion, Replay, Tenant, Upload,
 };
@@ -385,4 +386,64 @@ pub async fn replay_report(
     Path((t, id)): Path<(String, String)>,
 ) -> Result<Json<ReplayReport>, Problem> {
     Ok(Json(state.deployments().replay_report(&t, &id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowRequest {
+    /// The accepted version to evaluate beside the active one.
+    pub version: i64,
+}
+
+/// Starts (or replaces) the tenant's shadow: `version` decides beside the
+/// active version on live requests, off the request path.
+#[utoipa::path(put, path = "/v1/admin/tenants/{t}/shadow", params(("t" = String, Path)), request_body = ShadowRequest, responses(
+    (status = 200, body = ShadowStatus),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 409, description = "version-rejected", body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn start_shadow(
+    State(state): State<AppState>,
+    Operator(who): Operator,
+    Path(t): Path<String>,
+    Body(req): Body<ShadowRequest>,
+) -> Result<Json<ShadowStatus>, Problem> {
+    state
+        .deployments()
+        .set_shadow(&t, Some(req.version), &who, unix_now())
+        .await?;
+    state.follow_activations().await;
+    Ok(Json(state.deployments().shadow_status(&t).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/admin/tenants/{t}/shadow", params(("t" = String, Path)), responses(
+    (status = 204, description = "Stopped; the counts and disagreements are kept"),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn stop_shadow(
+    State(state): State<AppState>,
+    Operator(who): Operator,
+    Path(t): Path<String>,
+) -> Result<StatusCode, Problem> {
+    state.deployments().shadow_status(&t).await?;
+    state
+        .deployments()
+        .set_shadow(&t, None, &who, unix_now())
+        .await?;
+    state.follow_activations().await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The shadow's counts over every replica (flushed each second) and its
+/// latest disagreements.
+#[utoipa::path(get, path = "/v1/admin/tenants/{t}/shadow", params(("t" = String, Path)), responses(
+    (status = 200, body = ShadowStatus),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+))]
+pub async fn shadow_status(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(t): Path<String>,
+) -> Result<Json<ShadowStatus>, Problem> {
+    Ok(Json(state.deployments().shadow_status(&t).await?))
 }

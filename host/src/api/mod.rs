@@ -199,6 +199,12 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
         )
         .route("/v1/admin/tenants/{t}/replays", get(admin::replays))
         .route(
+            "/v1/admin/tenants/{t}/shadow",
+            get(admin::shadow_status)
+                .put(admin::start_shadow)
+                .delete(admin::stop_shadow),
+        )
+        .route(
             "/v1/admin/tenants/{t}/replays/{id}",
             get(admin::replay_report),
         )
@@ -293,7 +299,8 @@ async fn sweep_loop(
         handlers::escalation, handlers::approve, handlers::reject, bulk::preview, bulk::execute, bulk::jobs,
         bulk::job, bulk::items, bulk::events, bulk::cancel, admin::create_tenant, admin::tenants, admin::upload,
         admin::versions, admin::version, admin::activate, admin::rollback, admin::policy_status,
-        admin::replay, admin::replays, admin::replay_report
+        admin::replay, admin::replays, admin::replay_report, admin::start_shadow, admin::stop_shadow,
+        admin::shadow_status
     ),
     components(schemas(
         problem::ProblemDetails, handlers::ActionRequest, handlers::ActionResponse, handlers::ApproveRequest,
@@ -310,7 +317,9 @@ async fn sweep_loop(
         crate::deploy::gate::GateReport, crate::deploy::gate::Check, crate::deploy::gate::CheckName,
         crate::deploy::gate::CheckStatus, crate::deploy::gate::CaseResult, admin::ReplayRequest,
         admin::ReplayList, crate::deploy::replay::ReplayReport, crate::deploy::replay::Transition,
-        crate::deploy::replay::PlanChange, crate::deploy::replay::Example, crate::evidence::RecordWindow
+        crate::deploy::replay::PlanChange, crate::deploy::replay::Example, crate::evidence::RecordWindow,
+        admin::ShadowRequest, crate::deploy::shadow::ShadowStatus, crate::deploy::shadow::ShadowCounts,
+        crate::deploy::shadow::Disagreement
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -280,7 +280,10 @@ impl From<crate::deploy::DeployError> for Problem {
         use crate::deploy::DeployError;
         let code = e.code();
         match e {
-            DeployError::NoTenant | DeployError::NoVersion(_) => Problem::not_found(),
+            DeployError::NoTenant
+            | DeployError::NoVersion(_)
+            | DeployError::NoReplay
+            | DeployError::NoShadow => Problem::not_found(),
             DeployError::Rejected(version) => {
                 let failures = version.report.failures();
                 Problem::coded(

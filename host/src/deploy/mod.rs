@@ -11,6 +11,7 @@
 
 pub mod gate;
 pub mod replay;
+pub mod shadow;
 pub mod store;
 pub mod verify;
 
@@ -182,6 +183,8 @@ pub enum DeployError {
     NothingToRollBack,
     #[error("no such replay report")]
     NoReplay,
+    #[error("the tenant has no shadow version")]
+    NoShadow,
     #[error("cannot read the component {path}: {source}")]
     Read {
         path: String,
@@ -198,9 +201,10 @@ impl DeployError {
         match self {
             DeployError::InvalidTenantId(_) => ErrorCode::InvalidInput,
             DeployError::TenantExists(_) => ErrorCode::TenantExists,
-            DeployError::NoTenant | DeployError::NoVersion(_) | DeployError::NoReplay => {
-                ErrorCode::NotFound
-            }
+            DeployError::NoTenant
+            | DeployError::NoVersion(_)
+            | DeployError::NoReplay
+            | DeployError::NoShadow => ErrorCode::NotFound,
             DeployError::Rejected(_) => ErrorCode::PolicyRejected,
             DeployError::VersionRejected(_) => ErrorCode::VersionRejected,
             DeployError::AlreadyActive(_) => ErrorCode::AlreadyActive,

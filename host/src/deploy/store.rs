@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::gate::GateReport;
 use super::replay::ReplayReport;
+use super::shadow::{Disagreement, ShadowCounts};
 use super::{
     Activation, ActivationKind, DeployError, PolicyVersion, ReplicaStatus, Tenant, VersionStatus,
 };
@@ -447,6 +448,167 @@ pub(super) async fn replays(
         .map(|r| {
             let text: String = r.try_get(0).map_err(DbError::from)?;
             serde_json::from_str(&text).map_err(|e| corrupt("replay report", e))
+        })
+        .collect()
+}
+
+/// Every tenant's shadow version and its sha256.
+pub async fn shadow_set(db: &Db) -> Result<Vec<(String, i64, String)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT s.tenant_id, s.version, v.sha256 FROM lethe_policy_shadow s \
+         JOIN lethe_policy_versions v ON v.tenant_id = s.tenant_id AND v.version = s.version",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
+
+pub(super) async fn set_shadow(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    version: Option<i64>,
+    by: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM lethe_policy_shadow WHERE tenant_id = $1")
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await?;
+    if let Some(version) = version {
+        sqlx::query(
+            "INSERT INTO lethe_policy_shadow (tenant_id, version, started_at, started_by) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant)
+        .bind(version)
+        .bind(now)
+        .bind(by)
+        .execute(&mut *conn)
+        .await?;
+    }
+    bump_generation(conn).await
+}
+
+/// The tenant's shadow: its version, who started it and when.
+pub(super) async fn shadow(db: &Db, tenant: &str) -> Result<Option<(i64, i64, String)>, DbError> {
+    let row = sqlx::query(
+        "SELECT version, started_at, started_by FROM lethe_policy_shadow WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .transpose()
+}
+
+/// What every replica counted for `tenant`'s shadow `version`.
+pub(super) async fn shadow_counts(
+    db: &Db,
+    tenant: &str,
+    version: i64,
+) -> Result<ShadowCounts, DbError> {
+    let r = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(evaluated), 0) AS BIGINT), CAST(COALESCE(SUM(agreed), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(disagreed), 0) AS BIGINT), CAST(COALESCE(SUM(faults), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(dropped), 0) AS BIGINT) \
+         FROM lethe_shadow_counts WHERE tenant_id = $1 AND version = $2",
+    )
+    .bind(tenant)
+    .bind(version)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(ShadowCounts {
+        evaluated: r.try_get(0)?,
+        agreed: r.try_get(1)?,
+        disagreed: r.try_get(2)?,
+        faults: r.try_get(3)?,
+        dropped: r.try_get(4)?,
+    })
+}
+
+/// This replica's counts, replacing what it flushed before.
+pub async fn flush_shadow_counts(
+    db: &Db,
+    replica: &str,
+    tenant: &str,
+    version: i64,
+    c: &ShadowCounts,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO lethe_shadow_counts (replica_id, tenant_id, version, evaluated, agreed, disagreed, faults, dropped, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (replica_id, tenant_id, version) DO UPDATE SET \
+         evaluated = excluded.evaluated, agreed = excluded.agreed, disagreed = excluded.disagreed, \
+         faults = excluded.faults, dropped = excluded.dropped, at = excluded.at",
+    )
+    .bind(replica)
+    .bind(tenant)
+    .bind(version)
+    .bind(c.evaluated)
+    .bind(c.agreed)
+    .bind(c.disagreed)
+    .bind(c.faults)
+    .bind(c.dropped)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_disagreement(db: &Db, d: &Disagreement) -> Result<(), DeployError> {
+    let json = |v: &serde_json::Value| v.to_string();
+    sqlx::query(
+        "INSERT INTO lethe_shadow_disagreements (id, tenant_id, version, live_version, subject_id, action, \
+         request_json, live_json, shadow_json, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&d.id)
+    .bind(&d.tenant)
+    .bind(d.version)
+    .bind(d.live_version)
+    .bind(&d.subject)
+    .bind(&d.action)
+    .bind(json(&d.request))
+    .bind(json(&d.live))
+    .bind(json(&d.shadow))
+    .bind(d.at)
+    .execute(db.pool())
+    .await
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+pub(super) async fn disagreements(
+    db: &Db,
+    tenant: &str,
+    version: i64,
+    limit: i64,
+) -> Result<Vec<Disagreement>, DeployError> {
+    let rows = sqlx::query(
+        "SELECT id, tenant_id, version, live_version, subject_id, action, request_json, live_json, shadow_json, at \
+         FROM lethe_shadow_disagreements WHERE tenant_id = $1 AND version = $2 ORDER BY at DESC, id DESC LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(version)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+    .map_err(DbError::from)?;
+    let json = |s: String| serde_json::from_str(&s).map_err(|e| corrupt("shadow disagreement", e));
+    rows.into_iter()
+        .map(|r| {
+            Ok(Disagreement {
+                id: r.try_get(0).map_err(DbError::from)?,
+                tenant: r.try_get(1).map_err(DbError::from)?,
+                version: r.try_get(2).map_err(DbError::from)?,
+                live_version: r.try_get(3).map_err(DbError::from)?,
+                subject: r.try_get(4).map_err(DbError::from)?,
+                action: r.try_get(5).map_err(DbError::from)?,
+                request: json(r.try_get(6).map_err(DbError::from)?)?,
+                live: json(r.try_get(7).map_err(DbError::from)?)?,
+                shadow: json(r.try_get(8).map_err(DbError::from)?)?,
+                at: r.try_get(9).map_err(DbError::from)?,
+            })
         })
         .collect()
 }

@@ -14,13 +14,14 @@
 //! new one. Tools and tests use fixed policies ([`TenantPolicies::single`],
 //! [`TenantPolicies::load`]).
 
+mod shadow;
 pub mod sync;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::TenantConfig;
-use crate::contract::Request;
+use crate::contract::{Decision, Request};
 use crate::db::Db;
 use crate::executor::{Decider, PolicyFault, Verdict};
 use crate::policy::{LoadError, Policy, Runtime};
@@ -55,8 +56,13 @@ struct Registry {
     /// One [`sync::sync`] at a time, so an older read of the active set
     /// never replaces a newer one.
     syncing: tokio::sync::Mutex<()>,
+    /// Tenants with a shadow version, and the queue their live decisions
+    /// are offered to (none for fixed policies).
+    shadows: RwLock<HashMap<String, Arc<shadow::ShadowSlot>>>,
+    shadowing: Option<shadow::Shadowing>,
 }
 
+#[derive(Clone)]
 struct Store {
     db: Db,
     runtime: Runtime,
@@ -99,6 +105,8 @@ impl TenantPolicies {
                 store: None,
                 tenants: RwLock::new(tenants),
                 by_sha: Mutex::new(HashMap::new()),
+                shadows: RwLock::new(HashMap::new()),
+                shadowing: None,
                 syncing: tokio::sync::Mutex::new(()),
             }),
         }
@@ -139,15 +147,18 @@ impl TenantPolicies {
         runtime: Runtime,
         replica: String,
     ) -> Result<Self, TenancyError> {
+        let store = Store {
+            db,
+            runtime,
+            replica,
+        };
         let policies = TenantPolicies {
             inner: Arc::new(Registry {
-                store: Some(Store {
-                    db,
-                    runtime,
-                    replica,
-                }),
+                shadowing: Some(shadow::Shadowing::start(store.clone())),
+                store: Some(store),
                 tenants: RwLock::new(HashMap::new()),
                 by_sha: Mutex::new(HashMap::new()),
+                shadows: RwLock::new(HashMap::new()),
                 syncing: tokio::sync::Mutex::new(()),
             }),
         };
@@ -306,6 +317,36 @@ impl TenantPolicies {
         }
     }
 
+    /// Offers a live decision to the tenant's shadow, if it has one. Never
+    /// waits (see [`shadow`]).
+    fn offer_shadow(
+        &self,
+        tenant: &str,
+        live_version: Option<i64>,
+        request: &Request,
+        live: &Decision,
+    ) {
+        let Some(shadowing) = &self.inner.shadowing else {
+            return;
+        };
+        let slot = self
+            .inner
+            .shadows
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .cloned();
+        if let Some(slot) = slot {
+            shadowing.offer(shadow::Offer {
+                tenant: tenant.to_owned(),
+                slot,
+                live_version,
+                request: request.clone(),
+                live: live.clone(),
+            });
+        }
+    }
+
     /// The version this replica has loaded for `tenant`, if any.
     fn serving(&self, tenant: &str) -> Option<i64> {
         self.read()
@@ -322,18 +363,21 @@ impl Decider for TenantPolicies {
     /// async workers serving other tenants.
     async fn decide(&self, tenant: &str, request: &Request) -> Result<Verdict, PolicyFault> {
         let (policy, version) = self.policy(tenant).await?;
-        let request = request.clone();
+        let owned = request.clone();
         let decision = tokio::task::spawn_blocking(move || {
-            let decision = policy.decide(&request);
+            let decision = policy.decide(&owned);
             (policy, decision)
         })
         .await;
         match decision {
-            Ok((policy, Ok(decision))) => Ok(Verdict {
-                policy_sha256: policy.sha256().to_owned(),
-                policy_version: version,
-                decision,
-            }),
+            Ok((policy, Ok(decision))) => {
+                self.offer_shadow(tenant, version, request, &decision);
+                Ok(Verdict {
+                    policy_sha256: policy.sha256().to_owned(),
+                    policy_version: version,
+                    decision,
+                })
+            }
             Ok((_, Err(fault))) => Err(fault),
             Err(join) => Err(PolicyFault::Unavailable(format!(
                 "decision task failed: {join}"
@@ -355,12 +399,12 @@ impl Decider for TenantPolicies {
             Ok(p) => p,
             Err(fault) => return requests.iter().map(|_| Err(fault.clone())).collect(),
         };
-        let requests = requests.to_vec();
+        let owned = requests.to_vec();
         let n = requests.len();
         let decided = tokio::task::spawn_blocking(move || {
             let sha = policy.sha256().to_owned();
             let mut session = policy.session();
-            requests
+            owned
                 .iter()
                 .map(|r| {
                     session.decide(r).map(|decision| Verdict {
@@ -373,7 +417,14 @@ impl Decider for TenantPolicies {
         })
         .await;
         match decided {
-            Ok(verdicts) => verdicts,
+            Ok(verdicts) => {
+                for (request, verdict) in requests.iter().zip(&verdicts) {
+                    if let Ok(v) = verdict {
+                        self.offer_shadow(tenant, version, request, &v.decision);
+                    }
+                }
+                verdicts
+            }
             Err(join) => {
                 let fault = PolicyFault::Unavailable(format!("decision task failed: {join}"));
                 (0..n).map(|_| Err(fault.clone())).collect()

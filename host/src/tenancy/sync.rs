@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::shadow::ShadowSlot;
 use super::{Slot, TenantPolicies};
 use crate::clock::unix_now;
 use crate::db::DbError;
@@ -33,6 +34,7 @@ pub async fn sync(policies: &TenantPolicies) -> Result<(), DbError> {
     };
     let _one_at_a_time = policies.inner.syncing.lock().await;
     let active = store::active_set(&st.db).await?;
+    let shadows = store::shadow_set(&st.db).await?;
     let current = policies.read().clone();
     let mut next = HashMap::with_capacity(active.len());
     for (tenant, version) in active {
@@ -69,6 +71,19 @@ pub async fn sync(policies: &TenantPolicies) -> Result<(), DbError> {
         .tenants
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
+    let mut shadow_slots = policies
+        .inner
+        .shadows
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let kept = std::mem::take(&mut *shadow_slots);
+    for (tenant, version, sha256) in shadows {
+        let slot = match kept.get(&tenant) {
+            Some(s) if s.version == version && s.sha256 == sha256 => s.clone(),
+            _ => Arc::new(ShadowSlot::new(version, sha256)),
+        };
+        shadow_slots.insert(tenant, slot);
+    }
     Ok(())
 }
 
