@@ -630,8 +630,14 @@ async fn isolation(backend: Backend) {
     let t1_esc = v["escalation"]["id"].as_str().unwrap().to_owned();
 
     let k1 = s.key("t1").to_owned();
+    // Every 404 is the same document, but for the request's own id.
+    let without_id = |mut v: Value| {
+        v.as_object_mut().map(|o| o.remove("request_id"));
+        v
+    };
     let (_, nothing) = s.get("/v1/tenants/nope/users", &k1).await;
     assert_eq!(nothing["code"], "not-found");
+    let nothing = without_id(nothing);
     let lock = json!({"action": "lock", "actor_id": "t1-u1"});
     let attempts: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, "/v1/tenants/t2/users".into(), None),
@@ -664,7 +670,11 @@ async fn isolation(backend: Backend) {
     for (method, path, body) in attempts {
         let (st, v) = s.call(method.clone(), &path, Some(&k1), body).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{method} {path}: {v}");
-        assert_eq!(v, nothing, "{method} {path}: the 404 must not differ");
+        assert_eq!(
+            without_id(v),
+            nothing,
+            "{method} {path}: the 404 must not differ"
+        );
     }
     // Nothing leaked through lists either.
     let (_, v) = s.get("/v1/tenants/t1/audit", &k1).await;
@@ -725,6 +735,32 @@ async fn bad_input(backend: Backend) {
             .body(body)
             .send()
     };
+    // An idempotency key: a retry of the same request is answered with the
+    // first result, marked replayed; the key with another request is
+    // refused, naming the first action, and changes nothing.
+    let lock = json!({"action": "lock", "actor_id": "t5-u1", "idempotency_key": "k-1"});
+    let (st, first) = s.act("t5", "t5-u8", lock.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{first}");
+    let (st, again) = s.act("t5", "t5-u8", lock).await;
+    assert_eq!(st, StatusCode::OK, "{again}");
+    assert_eq!(again["report"]["action_id"], first["report"]["action_id"]);
+    assert_eq!(again["report"]["replayed"], true);
+    for other in [
+        json!({"action": "unlock", "actor_id": "t5-u1", "idempotency_key": "k-1"}),
+        json!({"action": "lock", "actor_id": "t5-u2", "idempotency_key": "k-1"}),
+        json!({"action": "lock", "actor_id": "t5-u1", "reason": "x", "idempotency_key": "k-1"}),
+    ] {
+        let (st, v) = s.act("t5", "t5-u8", other).await;
+        assert_eq!(st, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["code"], "idempotency-key-reused", "{v}");
+        assert_eq!(v["action_id"], first["report"]["action_id"], "{v}");
+    }
+    assert_eq!(
+        s.user("t5", "t5-u8").await["state"],
+        "locked",
+        "the unlock did not happen"
+    );
+
     // An unknown filter value is refused, not read as "no match".
     for (path, key) in [
         ("/v1/escalations?status=bogus", s.support.as_str()),
@@ -934,6 +970,173 @@ async fn listing_and_meta(backend: Backend) {
     }
     assert!(
         v["paths"]["/v1/tenants/{t}/users/{id}/actions"]["post"]["responses"]["202"].is_object()
+    );
+    s.stop().await;
+}
+
+/// Request ids (echoed, generated, in problem bodies) and the Prometheus
+/// series an operator scrapes, after a little traffic of each kind. The
+/// recorder is shared by every server of this test binary, so counts are
+/// checked as present and positive, not exact.
+async fn observability(backend: Backend) {
+    let s = Server::start(backend).await;
+    let url = format!("{}/v1/tenants/t5/users/nobody", s.base);
+    let resp = s
+        .http
+        .get(&url)
+        .bearer_auth(s.key("t5"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["request_id"], "trace-me-42", "{v}");
+    let resp = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        generated.starts_with("req-") && generated.len() > 10,
+        "{generated}"
+    );
+    // An id that is not sane (too long) is replaced, not echoed.
+    let resp = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .header("x-request-id", "x".repeat(200))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req-"));
+
+    // Traffic: a denial, an applied delete with effects, an escalation, a
+    // small bulk job.
+    let (st, _) = s
+        .act(
+            "t5",
+            "t5-u5",
+            json!({"action": "delete", "actor_id": "t5-u1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    for action in ["deactivate", "delete"] {
+        let (st, v) = s
+            .act(
+                "t5",
+                "t5-u5",
+                json!({"action": action, "actor_id": "t5-u1"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let (st, _) = s
+        .act(
+            "t1",
+            "t1-u5",
+            json!({"action": "delete", "actor_id": "t1-u1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let (st, p) = s
+        .post(
+            "/v1/tenants/t2/bulk/preview",
+            s.key("t2"),
+            json!({"action": "lock", "actor_id": "t2-u2", "user_ids": ["t2-u6", "t2-u7"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    let (st, job) = s
+        .post(
+            &format!(
+                "/v1/tenants/t2/bulk/{}/execute",
+                p["preview_id"].as_str().unwrap()
+            ),
+            s.key("t2"),
+            json!({"confirm_count": p["confirm_count"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{job}");
+    follow(&s, "t2", job["job_id"].as_str().unwrap()).await;
+
+    let resp = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    for (series, why) in [
+        (
+            r#"lethe_decisions_total{tenant="t5",policy_version="file",outcome="deny"}"#,
+            "a denial",
+        ),
+        (
+            r#"lethe_decisions_total{tenant="t5",policy_version="file",outcome="allow"}"#,
+            "two allows",
+        ),
+        (
+            r#"lethe_decision_seconds_bucket{tenant="t5""#,
+            "decision latency",
+        ),
+        (r#"lethe_decision_fuel_bucket{tenant="t5""#, "decision fuel"),
+        (
+            r#"lethe_actions_total{tenant="t5",action="delete",outcome="allow",dry_run="false"}"#,
+            "the delete",
+        ),
+        (
+            r#"lethe_executor_transaction_seconds_count{action="delete""#,
+            "transaction time",
+        ),
+        (
+            r#"lethe_effect_rows_total{tenant="t5""#,
+            "rows the delete changed",
+        ),
+        (
+            r#"lethe_escalations_pending{queue="support"}"#,
+            "t1's escalation",
+        ),
+        (
+            r#"lethe_bulk_items_total{status="applied"}"#,
+            "the bulk items",
+        ),
+        (
+            r#"lethe_bulk_jobs_total{status="completed"}"#,
+            "the bulk job",
+        ),
+        (
+            r#"lethe_http_requests_total{route="/v1/tenants/{t}/users/{id}/actions",method="POST",status="200"}"#,
+            "HTTP by route template",
+        ),
+        (
+            r#"lethe_http_request_seconds_bucket{route="/v1/tenants/{t}/users/{id}""#,
+            "HTTP latency",
+        ),
+    ] {
+        assert!(value(series) > 0.0, "{why}: no {series} in\n{text}");
+    }
+    // No raw path or user id in any label.
+    assert!(
+        !text.contains("t5-u5") && !text.contains("/users/nobody"),
+        "{text}"
     );
     s.stop().await;
 }
@@ -1605,4 +1808,5 @@ on_both_backends!(
     bulk_stale_isolation_and_bad_input,
     bulk_cancel,
     bulk_cli,
+    observability,
 );

@@ -15,6 +15,7 @@ use std::str::FromStr;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
+use sqlx::ConnectOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 /// Lethe's migrations; they run on both backends.
@@ -173,7 +174,12 @@ impl Db {
             }
             _ => url.to_owned(),
         };
-        let options = AnyConnectOptions::from_str(&url)?;
+        // A slow statement is a debug line with sqlx's summary, not a
+        // warning carrying tens of kilobytes of a multi-row INSERT into an
+        // operator's terminal.
+        let options = AnyConnectOptions::from_str(&url)?
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .after_connect(move |conn, _meta| {

@@ -80,6 +80,8 @@ error_codes! {
     Denied => "denied",
     /// Another worker already handled this bulk item.
     Superseded => "superseded",
+    /// An idempotency key first used for another request.
+    IdempotencyKeyReused => "idempotency-key-reused",
 
     // Escalations.
     EscalationNotPending => "escalation-not-pending",

@@ -203,6 +203,23 @@ pub struct Asked<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// Every queue that has had an escalation, with how many are pending now
+/// (zero included, so a drained queue reads 0 rather than its last value).
+pub async fn pending_per_queue(
+    db: &crate::db::Db,
+) -> Result<Vec<(String, i64)>, crate::db::DbError> {
+    let rows = sqlx::query(
+        "SELECT queue, CAST(SUM(CASE WHEN status = $1 THEN 1 ELSE 0 END) AS BIGINT) \
+         FROM lethe_escalations GROUP BY queue ORDER BY queue",
+    )
+    .bind(EscalationStatus::Pending.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 /// Open an escalation for an escalating `report` inside the action's own
 /// transaction, so the decision and its queue entry commit together.
 /// Returns the new escalation's id.

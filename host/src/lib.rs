@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod plan;
 pub mod platform;
 pub mod seed;
+pub mod telemetry;
 pub mod tenancy;
 
 // `lethe serve`: the HTTP API and what it reads and keeps (API keys, the

@@ -9,7 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_tracing(args.log.as_deref());
+    cli::init_tracing(args.log.as_deref(), args.log_format);
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

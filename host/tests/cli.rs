@@ -78,3 +78,36 @@ async fn seed_check_and_act_without_a_policy_runtime() {
     assert_eq!(common::full_dump(&d).await, before);
     d.close().await;
 }
+
+/// `--log-format json` writes one JSON object per line on stderr (stdout
+/// stays the command's output); a seed of 2,500 users no longer pours
+/// sqlx's slow-statement warnings (whole multi-row INSERTs) into it.
+#[test]
+fn json_logs_and_quiet_slow_statements() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("big.db").display());
+    let out = lethe_ok(&[
+        "--log-format",
+        "json",
+        "--log",
+        "info",
+        "seed",
+        "--database",
+        &url,
+        "--tenants",
+        "1",
+        "--users",
+        "2500",
+        "--items",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+        assert!(line.len() < 4096, "a log line of {} bytes", line.len());
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rows"]["users"], 2500);
+}

@@ -142,6 +142,39 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     })))
 }
 
+/// Prometheus metrics (text format 0.0.4): decisions, faults, actions,
+/// effects, bulk items and jobs, pending escalations per queue, HTTP
+/// requests; see `telemetry`. Public, like the health endpoints.
+#[utoipa::path(get, path = "/metrics", security(()), responses(
+    (status = 200, description = "Prometheus text exposition format", content_type = "text/plain")
+))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(handle) = crate::telemetry::prometheus() else {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NotReady,
+            "metrics are not recorded in this process",
+        )
+        .into_response();
+    };
+    match escalation::pending_per_queue(state.db()).await {
+        Ok(queues) => {
+            for (queue, pending) in queues {
+                crate::telemetry::escalations_pending(&queue, pending);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count pending escalations"),
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi;
     Json(super::ApiDoc::openapi())

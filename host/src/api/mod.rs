@@ -159,6 +159,7 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics))
         .route("/v1/tenants/{t}/users", get(list_users))
         .route("/v1/tenants/{t}/users/{id}", get(user_detail))
         .route("/v1/tenants/{t}/users/{id}/actions", post(act))
@@ -217,6 +218,9 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(options.body_limit_bytes))
+        .layer(axum::middleware::from_fn(
+            crate::telemetry::request::middleware,
+        ))
         .with_state(state)
 }
 
@@ -229,6 +233,8 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Recording starts with the server, so /metrics counts from the start.
+    let _ = crate::telemetry::prometheus();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = options
         .sweep_interval

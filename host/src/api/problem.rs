@@ -102,7 +102,13 @@ impl IntoResponse for Problem {
         let status =
             StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let unauthorized = status == StatusCode::UNAUTHORIZED;
-        let mut resp = (status, axum::Json(self.0)).into_response();
+        let mut details = self.0;
+        if let Some(id) = crate::telemetry::request::current() {
+            details
+                .extensions
+                .insert("request_id".into(), serde_json::Value::String(id));
+        }
+        let mut resp = (status, axum::Json(details)).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
@@ -166,6 +172,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::RestoreWindowClosed
         | C::RestoreConflict
         | C::Superseded
+        | C::IdempotencyKeyReused
         | C::EscalationNotPending
         | C::SubjectChanged
         | C::StillEscalated
@@ -203,6 +210,10 @@ impl From<ExecError> for Problem {
             }
             ExecError::Lifecycle(LifecycleError::WindowClosed { restore_until, .. }) => {
                 Problem::coded(code, e.to_string()).with("restore_until", restore_until)
+            }
+            ExecError::IdempotencyKeyReused { ref action_id, .. } => {
+                let action_id = action_id.clone();
+                Problem::coded(code, e.to_string()).with("action_id", action_id)
             }
             ExecError::Policy(fault) => Problem::coded(
                 code,

@@ -21,7 +21,7 @@ use std::time::Duration;
 use sqlx::AnyConnection;
 use tokio::sync::watch;
 
-use super::status::ItemStatus;
+use super::status::{ItemStatus, JobStatus};
 use super::store::{self, ClaimedJob as Claimed, Lease, Store};
 use super::{unix_millis, unix_now, Bulk, BulkError};
 use crate::contract::{Outcome, Request};
@@ -140,10 +140,12 @@ impl Bulk {
         match stopped {
             Stopped::Done => {
                 self.store().complete_job(&job.id, me, now).await?;
+                crate::telemetry::bulk_job_finished(JobStatus::Completed.as_str());
                 tracing::info!(job = %job.id, "bulk job completed");
             }
             Stopped::Cancelled => {
                 let left = self.store().cancel_job(&job.id, me, now).await?;
+                crate::telemetry::bulk_job_finished(JobStatus::Cancelled.as_str());
                 if let Ok(mut c) = self.inner.cancelled.lock() {
                     c.remove(&job.id);
                 }
@@ -232,7 +234,14 @@ impl Bulk {
                 .act_with(&batch, &ask.input(user), &done)
                 .await
             {
-                Ok(_) => {}
+                Ok(report) => {
+                    let status = match report.decision.outcome {
+                        Outcome::Allow { .. } => ItemStatus::Applied,
+                        Outcome::Escalate { .. } => ItemStatus::Escalated,
+                        Outcome::Deny { .. } => ItemStatus::Denied,
+                    };
+                    crate::telemetry::bulk_item_done(status.as_str());
+                }
                 Err(ExecError::Superseded(why)) => {
                     tracing::warn!(job = %job.id, seq, %why, "item already handled");
                 }
@@ -245,6 +254,7 @@ impl Bulk {
                     self.store()
                         .mark_item_failed(&job.id, *seq, status, e.code(), &e.to_string(), ask.now)
                         .await?;
+                    crate::telemetry::bulk_item_done(status.as_str());
                 }
             }
         }

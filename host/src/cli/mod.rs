@@ -97,6 +97,10 @@ pub struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `lethe=debug`.
     #[arg(long, global = true, env = "LETHE_LOG")]
     pub log: Option<String>,
+    /// `text` for people, `json` (one object per line, with the span fields:
+    /// request id, tenant, action id…) for log pipelines.
+    #[arg(long, global = true, env = "LETHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -160,12 +164,26 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
         .block_on(fut)
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Logs go to stderr so stdout stays machine-readable JSON.
-pub fn init_tracing(filter: Option<&str>) {
+pub fn init_tracing(filter: Option<&str>, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }

@@ -252,6 +252,11 @@ pub enum ExecError {
     /// item handled by another worker); the action was rolled back.
     #[error("superseded: {0}")]
     Superseded(String),
+    /// The idempotency key was first used for another request.
+    #[error(
+        "idempotency key `{key}` was used for another request (action {action_id}); use a new key"
+    )]
+    IdempotencyKeyReused { key: String, action_id: String },
 }
 
 impl ExecError {
@@ -270,6 +275,7 @@ impl ExecError {
             ExecError::PlanRefused(_) => ErrorCode::PlanRefused,
             ExecError::Conflict(_) => ErrorCode::RestoreConflict,
             ExecError::Superseded(_) => ErrorCode::Superseded,
+            ExecError::IdempotencyKeyReused { .. } => ErrorCode::IdempotencyKeyReused,
             ExecError::UnknownStateValue(_)
             | ExecError::DataMap(_)
             | ExecError::Db(_)
@@ -428,6 +434,7 @@ impl Executor {
         } else {
             tx.commit().await?;
         }
+        crate::telemetry::acted(&report, started.elapsed());
         tracing::info!(
             action_id = %report.action_id, outcome = report.decision.outcome.kind(),
             dry_run = input.dry_run, context_us, decide_us = decided_us - context_us,

@@ -371,6 +371,7 @@ impl Decider for TenantPolicies {
         .await;
         match decision {
             Ok((policy, Ok(decision))) => {
+                crate::telemetry::decided(tenant, version, &decision);
                 self.offer_shadow(tenant, version, request, &decision);
                 Ok(Verdict {
                     policy_sha256: policy.sha256().to_owned(),
@@ -378,7 +379,10 @@ impl Decider for TenantPolicies {
                     decision,
                 })
             }
-            Ok((_, Err(fault))) => Err(fault),
+            Ok((_, Err(fault))) => {
+                crate::telemetry::faulted(tenant, &fault);
+                Err(fault)
+            }
             Err(join) => Err(PolicyFault::Unavailable(format!(
                 "decision task failed: {join}"
             ))),
@@ -419,8 +423,12 @@ impl Decider for TenantPolicies {
         match decided {
             Ok(verdicts) => {
                 for (request, verdict) in requests.iter().zip(&verdicts) {
-                    if let Ok(v) = verdict {
-                        self.offer_shadow(tenant, version, request, &v.decision);
+                    match verdict {
+                        Ok(v) => {
+                            crate::telemetry::decided(tenant, version, &v.decision);
+                            self.offer_shadow(tenant, version, request, &v.decision);
+                        }
+                        Err(fault) => crate::telemetry::faulted(tenant, fault),
                     }
                 }
                 verdicts
