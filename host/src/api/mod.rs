@@ -236,6 +236,7 @@ pub async fn serve(
     // Recording starts with the server, so /metrics counts from the start.
     let _ = crate::telemetry::prometheus();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let upkeep = tokio::spawn(crate::telemetry::upkeep(stop_rx.clone()));
     let sweeper = options
         .sweep_interval
         .map(|every| tokio::spawn(sweep_loop(state.clone(), every, stop_rx.clone())));
@@ -263,6 +264,7 @@ pub async fn serve(
         let _ = handle.await;
     }
     let _ = follower.await;
+    let _ = upkeep.await;
     result
 }
 

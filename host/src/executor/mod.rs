@@ -369,7 +369,7 @@ impl Executor {
     ///
     /// Every early return drops the transaction uncommitted, so it writes
     /// nothing.
-    #[tracing::instrument(name = "executor.act", skip_all, fields(tenant = %input.tenant, subject = %input.subject, action = %input.action))]
+    #[tracing::instrument(name = "executor.act", skip_all, fields(tenant = %input.tenant, subject = %input.subject, action = %input.action, action_id = tracing::field::Empty))]
     pub async fn act_with<D: Decider, E: Epilogue>(
         &self,
         decider: &D,
@@ -396,6 +396,7 @@ impl Executor {
         let verdict = decider.decide(&input.tenant, &request).await?;
         let decided_us = started.elapsed().as_micros();
         let action_id = format!("act-{:032x}", rand::random::<u128>());
+        tracing::Span::current().record("action_id", action_id.as_str());
         let applied = match &verdict.decision.outcome {
             Outcome::Allow { plan } => {
                 plan::check(p.map(), input.action, plan)?;

@@ -70,6 +70,22 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Folds recorded histogram samples into their buckets every few seconds
+/// until `stop`: without it, samples would pile up in memory between
+/// scrapes, or for ever when nothing scrapes.
+pub async fn upkeep(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(handle) = prometheus() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 fn describe() {
     describe_counter!(
         DECISIONS,
