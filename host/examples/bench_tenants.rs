@@ -187,14 +187,7 @@ async fn run(
     let rss_after_kib = rss_kib();
 
     let n: u32 = 2000;
-    let t = Instant::now();
-    for i in 0..n {
-        policies
-            .decide(&format!("bt{:04}", i as usize % tenants), request)
-            .await
-            .map_err(|f| anyhow::anyhow!("{f}"))?;
-    }
-    let warm_decide_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let warm_decide_us = round_robin(&policies, tenants, n, request).await?;
     let (policy, _) = policies
         .policy("bt0000")
         .await
@@ -213,14 +206,7 @@ async fn run(
             .await?;
     }
     sync::sync(&policies).await?;
-    let t = Instant::now();
-    for i in 0..n {
-        policies
-            .decide(&format!("bt{:04}", i as usize % tenants), request)
-            .await
-            .map_err(|f| anyhow::anyhow!("{f}"))?;
-    }
-    let shadowed_decide_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let shadowed_decide_us = round_robin(&policies, tenants, n, request).await?;
     db.close().await;
     Ok(Figures {
         setup,
@@ -233,6 +219,23 @@ async fn run(
         floor_decide_us,
         shadowed_decide_us,
     })
+}
+
+/// µs per decision over `n` decisions, one tenant after the other.
+async fn round_robin(
+    policies: &TenantPolicies,
+    tenants: usize,
+    n: u32,
+    request: &Request,
+) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    for i in 0..n {
+        policies
+            .decide(&format!("bt{:04}", i as usize % tenants), request)
+            .await
+            .map_err(|f| anyhow::anyhow!("{f}"))?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / f64::from(n))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

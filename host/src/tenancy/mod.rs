@@ -70,6 +70,30 @@ struct Store {
     replica: String,
 }
 
+impl Store {
+    /// The stored component with this sha256, loaded (from the compile
+    /// cache when it has it). The bytes must hash to the sha256 the version
+    /// names, or they are not used.
+    async fn load(&self, sha256: &str) -> Result<Policy, String> {
+        let bytes = crate::deploy::store::blob(&self.db, sha256)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no component with sha256 {sha256} is stored"))?;
+        let runtime = self.runtime.clone();
+        let policy = tokio::task::spawn_blocking(move || runtime.load(&bytes))
+            .await
+            .map_err(|e| format!("load task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        if policy.sha256() != sha256 {
+            return Err(format!(
+                "the stored component hashes to {}, not {sha256}: it was altered",
+                policy.sha256()
+            ));
+        }
+        Ok(policy)
+    }
+}
+
 /// A tenant's active version on this replica.
 struct Slot {
     tenant: String,
@@ -205,14 +229,6 @@ impl TenantPolicies {
         Ok((policy, slot.version))
     }
 
-    /// The tenant's fixed policy, for tools holding one (`lethe act`).
-    pub fn get(&self, tenant: &str) -> Option<Policy> {
-        self.read()
-            .get(tenant)
-            .and_then(|s| s.as_ref())
-            .and_then(|s| s.policy.get().cloned())
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Option<Arc<Slot>>>> {
         // A panic while holding the lock leaves a map that is still whole
         // (every write is one insert), so a poisoned lock is used as is.
@@ -255,22 +271,7 @@ impl TenantPolicies {
         let Some(store) = &self.inner.store else {
             return Err("no policy store".into());
         };
-        let bytes = crate::deploy::store::blob(&store.db, sha256)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no component with sha256 {sha256} is stored"))?;
-        let runtime = store.runtime.clone();
-        let policy = tokio::task::spawn_blocking(move || runtime.load(&bytes))
-            .await
-            .map_err(|e| format!("load task failed: {e}"))?
-            .map_err(|e| e.to_string())?;
-        // The bytes are what the version names, or they are not used.
-        if policy.sha256() != sha256 {
-            return Err(format!(
-                "the stored component hashes to {}, not {sha256}: it was altered",
-                policy.sha256()
-            ));
-        }
+        let policy = store.load(sha256).await?;
         let mut by_sha = self
             .inner
             .by_sha

@@ -134,7 +134,7 @@ async fn evaluate(
     let policy = offer
         .slot
         .policy
-        .get_or_try_init(|| load(store, &offer.slot.sha256))
+        .get_or_try_init(|| store.load(&offer.slot.sha256))
         .await
         .cloned();
     let request = offer.request;
@@ -201,25 +201,6 @@ async fn evaluate(
     if let Err(e) = store::insert_disagreement(&store.db, &d).await {
         tracing::warn!(error = %e, "cannot record a shadow disagreement");
     }
-}
-
-async fn load(store: &Store, sha256: &str) -> Result<Policy, String> {
-    let bytes = store::blob(&store.db, sha256)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no component with sha256 {sha256} is stored"))?;
-    let runtime = store.runtime.clone();
-    let policy = tokio::task::spawn_blocking(move || runtime.load(&bytes))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    if policy.sha256() != sha256 {
-        return Err(format!(
-            "the stored component hashes to {}, not {sha256}",
-            policy.sha256()
-        ));
-    }
-    Ok(policy)
 }
 
 async fn write_counts(store: &Store, counts: &Counts) {
