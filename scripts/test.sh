@@ -2,7 +2,8 @@
 # Everything CI checks, from a fresh clone: installs the wasm target and the
 # pinned Python/JavaScript policy toolchains, builds every policy component,
 # then the Rust test suites (each seed policy's cases through `lethe policy
-# test`, the hostile corpus, SQLite and PostgreSQL), formatting and lints.
+# test`, the hostile corpus, SQLite and PostgreSQL), the API contract suite
+# (Schemathesis, pinned, in target/schemathesis-venv), formatting and lints.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -29,6 +30,11 @@ cargo build --locked -p lethe
 # `lethe policy test`; host/tests/hostile.rs drives the hostile corpus.
 step "cargo test"
 cargo test --locked --workspace -- --test-threads=2
+
+# Schemathesis against a seeded `lethe serve`: every check, stateful on,
+# 0 findings (tests/schemathesis/run.sh).
+step "API contract (Schemathesis)"
+bash tests/schemathesis/run.sh target/debug/lethe
 
 step "fmt and clippy"
 cargo fmt --all -- --check

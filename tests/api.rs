@@ -766,11 +766,37 @@ async fn bad_input(backend: Backend) {
         ("/v1/escalations?status=bogus", s.support.as_str()),
         ("/v1/tenants/t5/escalations?status=bogus", s.key("t5")),
         ("/v1/tenants/t5/users?state=bogus", s.key("t5")),
+        ("/v1/tenants/t5/audit?action=bogus", s.key("t5")),
+        // Page sizes out of range are refused, not clamped (Schemathesis
+        // found them accepted): the client learns it would not get them all.
+        ("/v1/tenants/t5/users?limit=501", s.key("t5")),
+        ("/v1/tenants/t5/users?limit=0", s.key("t5")),
+        ("/v1/tenants/t5/audit?limit=1001", s.key("t5")),
+        ("/v1/tenants/t5/escalations?limit=2147483648", s.key("t5")),
+        ("/v1/escalations?limit=1001", s.support.as_str()),
+        ("/v1/tenants/t5/jobs?limit=201", s.key("t5")),
     ] {
         let (st, v) = s.get(path, key).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{path}: {v}");
         assert_eq!(v["code"], "invalid-query", "{path}: {v}");
     }
+    let (st, v) = s.get("/v1/tenants/t5/users?limit=500", s.key("t5")).await;
+    assert_eq!(st, StatusCode::OK, "the largest page size is accepted: {v}");
+    // A jobs cursor that is not one was 422 `invalid-selection`; it is a
+    // bad query. A users cursor is any even run of hex digits ("after this
+    // key"), as the document says, so a well-formed one is never refused.
+    let (st, v) = s.get("/v1/tenants/t5/jobs?cursor=zz", s.key("t5")).await;
+    assert_eq!(
+        (st, v["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid-cursor")),
+        "{v}"
+    );
+    let (st, v) = s.get("/v1/tenants/t5/users?cursor=ff", s.key("t5")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(
+        v["users"].as_array().unwrap().is_empty(),
+        "nothing sorts after 0xff: {v}"
+    );
 
     let resp = raw("{\"action\": \"lock\",".into()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
@@ -968,10 +994,63 @@ async fn listing_and_meta(backend: Backend) {
     ] {
         assert!(v["paths"][path].is_object(), "{path} missing from OpenAPI");
     }
-    assert!(
-        v["paths"]["/v1/tenants/{t}/users/{id}/actions"]["post"]["responses"]["202"].is_object()
+    let act = &v["paths"]["/v1/tenants/{t}/users/{id}/actions"]["post"];
+    for status in [
+        "200", "202", "400", "401", "403", "404", "409", "413", "415", "422", "500", "503",
+    ] {
+        assert!(
+            act["responses"][status].is_object(),
+            "act does not declare {status}"
+        );
+    }
+    assert_eq!(act["security"], json!([{"bearer": []}]));
+    assert_eq!(
+        v["paths"]["/healthz"]["get"]["security"],
+        json!([]),
+        "health is public"
     );
+    assert_eq!(
+        v["components"]["schemas"]["ActionRequest"]["properties"]["action"]["$ref"],
+        "#/components/schemas/Action"
+    );
+    // The bulk statuses are spelled as on the wire (the document once said
+    // `Pending`, and Schemathesis's schema-valid `?status=Pending` got 400).
+    assert_eq!(
+        v["components"]["schemas"]["ItemStatus"]["enum"],
+        json!([
+            "pending",
+            "applied",
+            "escalated",
+            "denied",
+            "failed",
+            "cancelled"
+        ])
+    );
+    // Links in OpenAPI's spelling (utoipa writes `operation_id`).
+    let link = &v["paths"]["/v1/tenants/{t}/users"]["get"]["responses"]["200"]["links"]["act"];
+    assert_eq!(link["operationId"], "act", "{link}");
+    let codes = v["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap();
+    assert_eq!(codes.len(), lethe::error_code::ErrorCode::ALL.len());
+    assert_contract_unchanged(&v);
     s.stop().await;
+}
+
+/// The served OpenAPI document is the reviewed copy, `host/openapi.json`,
+/// so a change to the API's contract shows in review as a change to it.
+fn assert_contract_unchanged(served: &Value) {
+    let reviewed = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    let reviewed: Value =
+        serde_json::from_str(&std::fs::read_to_string(reviewed).unwrap()).unwrap();
+    if *served != reviewed {
+        let out = concat!(env!("CARGO_TARGET_TMPDIR"), "/openapi.served.json");
+        std::fs::write(out, serde_json::to_string_pretty(served).unwrap()).unwrap();
+        panic!(
+            "/openapi.json differs from host/openapi.json: review `diff host/openapi.json {out}`, \
+             then `cargo run -q -p lethe -- openapi > host/openapi.json`"
+        );
+    }
 }
 
 /// Request ids (echoed, generated, in problem bodies) and the Prometheus

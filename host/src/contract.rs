@@ -25,7 +25,19 @@ where
 }
 
 /// A lifecycle action on a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Lock,
@@ -89,7 +101,19 @@ pub struct UnknownName {
 }
 
 /// Where a user is in the lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LifecycleState {
     Active,
@@ -138,7 +162,7 @@ impl std::str::FromStr for LifecycleState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     TenantUser,
@@ -149,7 +173,7 @@ pub enum ActorKind {
 /// Free-form facts about a user, e.g. `platform_count = "2"`.
 pub type Attributes = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subject {
     pub id: String,
     pub state: LifecycleState,
@@ -168,7 +192,7 @@ pub struct Subject {
     pub attributes: Attributes,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     pub kind: ActorKind,
     pub id: String,
@@ -182,7 +206,7 @@ pub struct Actor {
     pub attributes: Attributes,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Holding {
     pub category: String,
     pub total: u64,
@@ -190,7 +214,7 @@ pub struct Holding {
 }
 
 /// Everything a policy may know about one action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     pub action: Action,
@@ -207,7 +231,7 @@ pub struct Request {
     pub bulk: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Disposition {
     Keep,
@@ -216,7 +240,7 @@ pub enum Disposition {
     Transfer,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CategoryPlan {
     pub category: String,
     pub disposition: Disposition,
@@ -225,7 +249,7 @@ pub struct CategoryPlan {
 }
 
 /// `{"user":"u-7"}`, `"actor"` or `{"role":"admin"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferTarget {
     User(String),
@@ -234,14 +258,14 @@ pub enum TransferTarget {
 }
 
 /// `"keep"` or `{"scrub":"(deleted user)"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProfilePlan {
     Keep,
     Scrub(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum References {
     Keep,
@@ -249,7 +273,7 @@ pub enum References {
 }
 
 /// What an allowed action does to the subject's data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     #[serde(default, deserialize_with = "null_as_default")]
     pub categories: Vec<CategoryPlan>,
@@ -274,7 +298,7 @@ impl Plan {
 }
 
 /// The policy's answer, without evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Allow { plan: Plan },
@@ -293,7 +317,7 @@ impl Outcome {
 }
 
 /// A policy's decision with the evidence of how it was reached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -306,7 +330,7 @@ pub struct Decision {
 }
 
 /// The policy's self-description (`describe()`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyInfo {
     pub name: String,
     pub version: String,

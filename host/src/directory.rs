@@ -14,6 +14,7 @@ use sqlx::Row;
 
 use crate::contract::{Action, Holding, LifecycleState, UnknownName};
 use crate::db::{DbError, RowLock};
+use crate::page::Limit;
 use crate::platform::users::Decoded;
 use crate::platform::{Platform, PlatformError, UserQuery, UserRecord};
 
@@ -49,7 +50,6 @@ impl From<sqlx::Error> for DirectoryError {
 #[into_params(parameter_in = Query)]
 pub struct UserFilter {
     /// Lifecycle state: active, locked, deactivated, deleted, erased.
-    #[param(value_type = Option<String>)]
     pub state: Option<LifecycleState>,
     /// Users holding this role (exact name).
     pub role: Option<String>,
@@ -63,9 +63,11 @@ pub struct UserFilter {
     pub deleted_after: Option<i64>,
     /// Deleted strictly before this unix time.
     pub deleted_before: Option<i64>,
-    /// Page size, 1..=500 (default 50).
-    pub limit: Option<u32>,
+    /// Page size (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    pub limit: Option<Limit<MAX_LIMIT>>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9a-fA-F]{2})*$")]
     pub cursor: Option<String>,
 }
 
@@ -73,7 +75,6 @@ pub struct UserFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
     pub id: String,
-    #[schema(value_type = String, example = "active")]
     pub state: LifecycleState,
     pub display_name: Option<String>,
     pub email: Option<String>,
@@ -95,11 +96,8 @@ pub struct UserPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub action_id: String,
-    #[schema(value_type = String, example = "delete")]
     pub action: Action,
-    #[schema(value_type = String, example = "active")]
     pub from_state: LifecycleState,
-    #[schema(value_type = String, example = "deleted")]
     pub to_state: LifecycleState,
     pub at: i64,
 }
@@ -114,7 +112,6 @@ pub struct UserDetail {
     /// Until when a restore is possible (deleted users with a window).
     pub restore_until: Option<i64>,
     /// Per data-map category: rows owned, and how many are open.
-    #[schema(value_type = Vec<Object>)]
     pub holdings: Vec<Holding>,
     pub history: Vec<HistoryEntry>,
 }
@@ -124,14 +121,16 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 
 /// Cursors are the last key of a page, hex-encoded so clients treat them as
-/// opaque and any key (spaces, unicode) survives a query string.
+/// opaque and any key (spaces, unicode) survives a query string. Any even
+/// run of hex digits is a cursor (bytes that are not UTF-8 are read
+/// lossily): it means "after this key", so no well-formed cursor is refused.
 fn encode_cursor(key: &str) -> String {
     hex::encode(key.as_bytes())
 }
 
 fn decode_cursor(cursor: &str) -> Result<String, DirectoryError> {
     let bytes = hex::decode(cursor).map_err(|_| DirectoryError::BadCursor)?;
-    String::from_utf8(bytes).map_err(|_| DirectoryError::BadCursor)
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Read-only user queries over the platform layer.
@@ -222,7 +221,7 @@ impl Directory {
 
     /// One page of the tenant's users matching `f`, in key order.
     pub async fn list(&self, tenant: &str, f: &UserFilter) -> Result<UserPage, DirectoryError> {
-        let limit = f.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let limit = Limit::or(f.limit, DEFAULT_LIMIT);
         let after = f.cursor.as_deref().map(decode_cursor).transpose()?;
         // One extra row tells whether there is a next page.
         let q = UserQuery {

@@ -135,6 +135,21 @@ impl<'de> serde::Deserialize<'de> for ErrorCode {
     }
 }
 
+/// In the OpenAPI document: a string enum of every wire form, so a client
+/// generated from it can switch on codes exhaustively.
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A stable error code; clients switch on it."))
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

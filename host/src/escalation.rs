@@ -136,13 +136,24 @@ impl From<sqlx::Error> for EscalationError {
     }
 }
 
+/// The audit row's `effects` of an escalation step (approve or reject).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct EscalationStep {
+    pub escalation: String,
+    /// The action that escalated.
+    pub escalating_action_id: String,
+    /// The agent's note (approve) or reason (reject).
+    pub note: Option<String>,
+    /// The action that applied an approval.
+    pub applied_action_id: Option<String>,
+}
+
 /// One queued action and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Escalation {
     pub id: String,
     pub tenant: String,
     pub user: String,
-    #[schema(value_type = String, example = "delete")]
     pub action: Action,
     /// The tenant user who asked.
     pub actor_id: String,
@@ -153,7 +164,6 @@ pub struct Escalation {
     /// Why the policy escalated, in its own words.
     pub queue_reason: String,
     /// The subject's state when the action was asked for.
-    #[schema(value_type = String, example = "active")]
     pub from_state: LifecycleState,
     /// The escalating decision (see `GET /v1/tenants/{t}/decisions/{id}`).
     pub action_id: String,
@@ -550,12 +560,13 @@ async fn close_on(
     if n == 0 {
         return Ok(false);
     }
-    let effects = serde_json::json!({
-        "escalation": esc.id,
-        "escalating_action_id": esc.action_id,
-        "note": note,
-        "applied_action_id": result,
-    });
+    let effects = serde_json::to_string(&EscalationStep {
+        escalation: esc.id.clone(),
+        escalating_action_id: esc.action_id.clone(),
+        note: note.map(str::to_owned),
+        applied_action_id: result.map(str::to_owned),
+    })
+    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "INSERT INTO lethe_audit (action_id, tenant_id, subject_id, actor_kind, actor_id, action, outcome, \
          effects_json, at) VALUES ($1, $2, $3, 'support', $4, $5, $6, $7, $8)",
@@ -566,7 +577,7 @@ async fn close_on(
     .bind(agent)
     .bind(esc.action.as_str())
     .bind(format!("escalation-{status}"))
-    .bind(effects.to_string())
+    .bind(effects)
     .bind(now)
     .execute(&mut *conn)
     .await?;

@@ -8,7 +8,11 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::contract::{Action, ActorKind, Decision, Request};
 use crate::db::{Db, DbError};
+use crate::escalation::EscalationStep;
+use crate::executor::Effects;
+use crate::page::Limit;
 
 /// Filters of `GET /v1/tenants/{t}/audit`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -16,12 +20,12 @@ use crate::db::{Db, DbError};
 pub struct AuditFilter {
     /// The subject's id.
     pub user: Option<String>,
-    /// lock, unlock, deactivate, reactivate, delete, restore, erase.
-    pub action: Option<String>,
+    pub action: Option<Action>,
     /// At or after this unix time.
     pub since: Option<i64>,
-    /// At most this many entries, newest first (default 100, at most 1000).
-    pub limit: Option<u32>,
+    /// At most this many entries, newest first (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<Limit<1000>>,
 }
 
 /// One audit row: who asked for what, and what happened.
@@ -29,15 +33,38 @@ pub struct AuditFilter {
 pub struct AuditEntry {
     pub action_id: String,
     pub subject: String,
+    #[schema(value_type = ActorKind)]
     pub actor_kind: String,
     pub actor_id: String,
+    #[schema(value_type = Action)]
     pub action: String,
     /// `allow`, `escalate`, `deny`, or an escalation step
     /// (`escalation-approved`, `escalation-rejected`).
+    #[schema(value_type = AuditOutcome)]
     pub outcome: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = AuditEffects)]
     pub effects: serde_json::Value,
     pub at: i64,
+}
+
+/// What an audit row's `outcome` says; rows keep it as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditOutcome {
+    Allow,
+    Escalate,
+    Deny,
+    EscalationApproved,
+    EscalationRejected,
+}
+
+/// What an audit row's `effects` hold: an action's effects, or for an
+/// escalation step the escalation and the actions it links.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum AuditEffects {
+    Action(Effects),
+    EscalationStep(EscalationStep),
 }
 
 /// A stored decision: what the policy saw and said, under which version.
@@ -50,9 +77,9 @@ pub struct DecisionRecord {
     /// before versions were kept).
     pub policy_version: Option<i64>,
     /// The request exactly as the policy saw it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Request)]
     pub input: serde_json::Value,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Decision)]
     pub decision: serde_json::Value,
     pub rules: Vec<String>,
     pub fuel_used: i64,
@@ -65,7 +92,7 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 pub async fn audit(db: &Db, tenant: &str, f: &AuditFilter) -> Result<Vec<AuditEntry>, DbError> {
-    let limit = i64::from(f.limit.unwrap_or(100).clamp(1, 1000));
+    let limit = i64::from(Limit::or(f.limit, 100));
     let rows = sqlx::query(
         "SELECT action_id, subject_id, actor_kind, actor_id, action, outcome, effects_json, at FROM lethe_audit \
          WHERE tenant_id = $1 AND ($2 IS NULL OR subject_id = $2) AND ($3 IS NULL OR action = $3) \
@@ -73,7 +100,7 @@ pub async fn audit(db: &Db, tenant: &str, f: &AuditFilter) -> Result<Vec<AuditEn
     )
     .bind(tenant)
     .bind(f.user.clone())
-    .bind(f.action.clone())
+    .bind(f.action.map(Action::as_str))
     .bind(f.since)
     .bind(limit)
     .fetch_all(db.pool())

@@ -34,3 +34,4 @@ pub mod bulk;
 pub mod directory;
 pub mod escalation;
 pub mod evidence;
+pub mod page;

@@ -97,9 +97,14 @@ pub async fn tenants(
 /// with the parts `component`, `cases` (a cases file, TOML; every case must
 /// pass) and `message`.
 #[utoipa::path(post, path = "/v1/admin/tenants/{t}/versions", params(("t" = String, Path), UploadParams),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    request_body(content(
+        (Component = "application/wasm"),
+        (Component = "application/octet-stream"),
+        (UploadForm = "multipart/form-data")
+    )),
     responses(
         (status = 201, body = PolicyVersion),
+        (status = 400, description = "`bad-request`: a malformed multipart body, or `invalid-query`", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "body-too-large", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "policy-rejected: stored as rejected; `failures` and `version` say why", body = ProblemDetails, content_type = "application/problem+json")
     ))]
@@ -120,6 +125,27 @@ pub async fn upload(
     };
     let version = state.deployments().upload(upload, unix_now()).await?;
     Ok((StatusCode::CREATED, Json(version)))
+}
+
+/// A component as the whole body (documentation only).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(value_type = String, format = Binary)]
+pub struct Component(Vec<u8>);
+
+/// An upload as `multipart/form-data` (documentation only; read by
+/// [`UploadParts::from_multipart`]; another part is refused).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The WebAssembly component.
+    #[schema(value_type = String, format = Binary)]
+    pub component: Vec<u8>,
+    /// A cases file (TOML); every case must pass.
+    pub cases: Option<String>,
+    /// Why this version; shown in the version list.
+    pub message: Option<String>,
 }
 
 /// What an upload carried, however it was sent.
@@ -217,8 +243,7 @@ fn too_large_or(status: StatusCode, detail: String) -> Problem {
 }
 
 #[utoipa::path(get, path = "/v1/admin/tenants/{t}/versions", params(("t" = String, Path)), responses(
-    (status = 200, body = VersionList),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = VersionList)
 ))]
 pub async fn versions(
     State(state): State<AppState>,
@@ -231,8 +256,7 @@ pub async fn versions(
 }
 
 #[utoipa::path(get, path = "/v1/admin/tenants/{t}/versions/{n}", params(("t" = String, Path), ("n" = i64, Path)), responses(
-    (status = 200, body = PolicyVersion),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = PolicyVersion)
 ))]
 pub async fn version(
     State(state): State<AppState>,
@@ -244,8 +268,7 @@ pub async fn version(
 }
 
 #[utoipa::path(post, path = "/v1/admin/tenants/{t}/activate", params(("t" = String, Path)), request_body = ActivateRequest, responses(
-    (status = 200, body = Activation),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 200, body = Activation) ,
     (status = 409, description = "version-rejected, already-active", body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn activate(
@@ -267,8 +290,7 @@ pub async fn activate(
 }
 
 #[utoipa::path(post, path = "/v1/admin/tenants/{t}/rollback", params(("t" = String, Path)), request_body = RollbackRequest, responses(
-    (status = 200, body = Activation),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 200, body = Activation) ,
     (status = 409, description = "nothing-to-roll-back, version-rejected, already-active", body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn rollback(
@@ -292,8 +314,7 @@ pub async fn rollback(
 /// The active version, the activation history and what each running
 /// replica serves.
 #[utoipa::path(get, path = "/v1/admin/tenants/{t}/policy", params(("t" = String, Path)), responses(
-    (status = 200, body = PolicyStatus),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = PolicyStatus)
 ))]
 pub async fn policy_status(
     State(state): State<AppState>,
@@ -325,8 +346,7 @@ pub struct ReplayList {
 /// its decisions differ from those recorded. Writes only the report.
 #[utoipa::path(post, path = "/v1/admin/tenants/{t}/versions/{n}/replay", params(("t" = String, Path), ("n" = i64, Path)),
     request_body = ReplayRequest, responses(
-    (status = 201, body = ReplayReport),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 201, body = ReplayReport) ,
     (status = 409, description = "version-rejected", body = ProblemDetails, content_type = "application/problem+json"),
     (status = 422, description = "invalid-input", body = ProblemDetails, content_type = "application/problem+json")
 ))]
@@ -363,8 +383,7 @@ pub async fn replay(
 }
 
 #[utoipa::path(get, path = "/v1/admin/tenants/{t}/replays", params(("t" = String, Path)), responses(
-    (status = 200, body = ReplayList),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = ReplayList)
 ))]
 pub async fn replays(
     State(state): State<AppState>,
@@ -377,8 +396,7 @@ pub async fn replays(
 }
 
 #[utoipa::path(get, path = "/v1/admin/tenants/{t}/replays/{id}", params(("t" = String, Path), ("id" = String, Path)), responses(
-    (status = 200, body = ReplayReport),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = ReplayReport)
 ))]
 pub async fn replay_report(
     State(state): State<AppState>,
@@ -398,8 +416,7 @@ pub struct ShadowRequest {
 /// Starts (or replaces) the tenant's shadow: `version` decides beside the
 /// active version on live requests, off the request path.
 #[utoipa::path(put, path = "/v1/admin/tenants/{t}/shadow", params(("t" = String, Path)), request_body = ShadowRequest, responses(
-    (status = 200, body = ShadowStatus),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 200, body = ShadowStatus) ,
     (status = 409, description = "version-rejected", body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn start_shadow(
@@ -417,8 +434,7 @@ pub async fn start_shadow(
 }
 
 #[utoipa::path(delete, path = "/v1/admin/tenants/{t}/shadow", params(("t" = String, Path)), responses(
-    (status = 204, description = "Stopped; the counts and disagreements are kept"),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 204, description = "Stopped; the counts and disagreements are kept")
 ))]
 pub async fn stop_shadow(
     State(state): State<AppState>,
@@ -437,8 +453,7 @@ pub async fn stop_shadow(
 /// The shadow's counts over every replica (flushed each second) and its
 /// latest disagreements.
 #[utoipa::path(get, path = "/v1/admin/tenants/{t}/shadow", params(("t" = String, Path)), responses(
-    (status = 200, body = ShadowStatus),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = ShadowStatus)
 ))]
 pub async fn shadow_status(
     State(state): State<AppState>,

@@ -15,13 +15,13 @@ use serde::Deserialize;
 use super::problem::ProblemDetails;
 use super::{AppState, Body, Params, Problem, TenantActor, TenantReader};
 use crate::bulk::{ExecuteRequest, ItemPage, ItemStatus, Job, JobPage, Preview, PreviewRequest};
+use crate::page::Limit;
 
 /// How often the progress stream looks at the job.
 const EVENT_POLL: Duration = Duration::from_millis(250);
 
 #[utoipa::path(post, path = "/v1/tenants/{t}/bulk/preview", params(("t" = String, Path)), request_body = PreviewRequest, responses(
-    (status = 200, description = "What executing the selection would do; no user changed", body = Preview),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 200, description = "What executing the selection would do; no user changed", body = Preview) ,
     (status = 422, description = "Invalid selection or unknown actor", body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn preview(
@@ -35,8 +35,7 @@ pub async fn preview(
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{t}/bulk/{preview}/execute", params(("t" = String, Path), ("preview" = String, Path)), request_body = ExecuteRequest, responses(
-    (status = 202, description = "Job queued", body = Job),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 202, description = "Job queued", body = Job) ,
     (status = 409, description = "`preview-stale` (with a fresh `preview`) or `preview-used`", body = ProblemDetails, content_type = "application/problem+json"),
     (status = 410, description = "`preview-expired`", body = ProblemDetails, content_type = "application/problem+json"),
     (status = 422, description = "`confirm-count-mismatch` (with `expected`)", body = ProblemDetails, content_type = "application/problem+json")
@@ -58,14 +57,16 @@ pub async fn execute(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct JobsQuery {
-    /// 1..=200, default 50.
-    pub limit: Option<u32>,
+    /// Default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    pub limit: Option<Limit<200>>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}-.+$")]
     pub cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{t}/jobs", params(("t" = String, Path), JobsQuery), responses(
-    (status = 200, description = "Newest first", body = JobPage),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, description = "Newest first", body = JobPage)
 ))]
 pub async fn jobs(
     TenantReader(t): TenantReader,
@@ -75,14 +76,13 @@ pub async fn jobs(
     Ok(Json(
         state
             .bulk()
-            .jobs(&t, q.limit.unwrap_or(50), q.cursor.as_deref())
+            .jobs(&t, Limit::or(q.limit, 50), q.cursor.as_deref())
             .await?,
     ))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{t}/jobs/{id}", params(("t" = String, Path), ("id" = String, Path)), responses(
-    (status = 200, body = Job),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = Job)
 ))]
 pub async fn job(
     TenantReader(t): TenantReader,
@@ -98,14 +98,16 @@ pub async fn job(
 pub struct ItemsQuery {
     /// pending, applied, escalated, denied, failed or cancelled.
     pub status: Option<ItemStatus>,
-    /// 1..=1000, default 100.
-    pub limit: Option<u32>,
+    /// Default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<Limit<1000>>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{t}/jobs/{id}/items", params(("t" = String, Path), ("id" = String, Path), ItemsQuery), responses(
-    (status = 200, description = "In job order", body = ItemPage),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, description = "In job order", body = ItemPage)
 ))]
 pub async fn items(
     TenantReader(t): TenantReader,
@@ -120,7 +122,7 @@ pub async fn items(
                 &t,
                 &id,
                 q.status,
-                q.limit.unwrap_or(100),
+                Limit::or(q.limit, 100),
                 q.cursor.as_deref(),
             )
             .await?,
@@ -128,8 +130,7 @@ pub async fn items(
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{t}/jobs/{id}/cancel", params(("t" = String, Path), ("id" = String, Path)), responses(
-    (status = 202, description = "Cancel requested; users already done stay done", body = Job),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 202, description = "Cancel requested; users already done stay done", body = Job) ,
     (status = 409, description = "`job-finished`", body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn cancel(
@@ -142,8 +143,7 @@ pub async fn cancel(
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{t}/jobs/{id}/events", params(("t" = String, Path), ("id" = String, Path)), responses(
-    (status = 200, description = "Server-sent events: `progress` (Job JSON) whenever the counts change, then one `end` (the final Job) and the stream closes", content_type = "text/event-stream"),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, description = "Server-sent events: `progress` (Job JSON) whenever the counts change, then one `end` (the final Job) and the stream closes", content_type = "text/event-stream")
 ))]
 pub async fn events(
     TenantReader(t): TenantReader,

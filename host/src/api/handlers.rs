@@ -16,16 +16,18 @@ use crate::directory::{UserDetail, UserFilter, UserPage};
 use crate::escalation::{self, Asked, Escalation, EscalationStatus};
 use crate::evidence::{self, AuditEntry, AuditFilter, DecisionRecord};
 use crate::executor::{ActionInput, ActionReport, ActorRef};
+use crate::page::Limit;
 
 /// `POST /v1/tenants/{t}/users/{id}/actions`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"action": "delete", "actor_id": "t2-u1", "reason": "left the company"}))]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// lock, unlock, deactivate, reactivate, delete, restore or erase.
-    #[schema(value_type = String, example = "delete")]
     pub action: Action,
     /// The tenant user asking. Their roles and permissions are read from
     /// the database, never from this body.
+    #[schema(pattern = r"\S", example = "t2-u1")]
     pub actor_id: String,
     pub reason: Option<String>,
     /// The user who receives transferred items.
@@ -41,20 +43,29 @@ pub struct ActionRequest {
 /// The answer to an action that was applied, dry-run or escalated.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActionResponse {
-    /// `applied`, `dry_run` or `escalated`.
-    pub result: String,
+    pub result: ActionResult,
     /// Set when escalated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Escalation>,
     /// The decision, the states, the effects per category, `restore_until`.
-    #[schema(value_type = Object)]
     pub report: ActionReport,
+}
+
+/// What became of an action that was not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionResult {
+    Applied,
+    DryRun,
+    /// Queued for support (HTTP 202).
+    Escalated,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveRequest {
     /// The support agent approving; recorded as the actor.
+    #[schema(pattern = r"\S")]
     pub agent: String,
     pub note: Option<String>,
 }
@@ -62,7 +73,9 @@ pub struct ApproveRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectRequest {
+    #[schema(pattern = r"\S")]
     pub agent: String,
+    #[schema(pattern = r"\S")]
     pub reason: String,
 }
 
@@ -75,7 +88,6 @@ pub struct EscalationList {
 pub struct ApprovalResponse {
     pub escalation: Escalation,
     /// The action that applied the approval.
-    #[schema(value_type = Object)]
     pub report: ActionReport,
 }
 
@@ -87,8 +99,9 @@ pub struct EscalationFilter {
     pub tenant: Option<String>,
     /// pending, approved or rejected (approving: left by earlier versions).
     pub status: Option<EscalationStatus>,
-    /// At most this many, oldest first (default 100, at most 1000).
-    pub limit: Option<u32>,
+    /// At most this many, oldest first (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<Limit<1000>>,
 }
 
 fn required(name: &str, v: &str) -> Result<(), Problem> {
@@ -98,18 +111,40 @@ fn required(name: &str, v: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The process is up")))]
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// The answer of `/healthz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`: the process answers.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The answer of `/readyz` when ready.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// Tenants this server knows.
+    pub tenants: usize,
+    /// Tenants whose active policy is loaded in memory.
+    pub loaded: usize,
+    /// This server's replica id, when it records its activations.
+    pub replica: Option<String>,
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Ready when the database answers and every configured tenant has its
 /// policy loaded.
 #[utoipa::path(get, path = "/readyz", responses(
-    (status = 200, description = "Ready"),
+    (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "Not ready", body = ProblemDetails, content_type = "application/problem+json")
 ))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, Problem> {
     if let Err(e) = sqlx::query("SELECT 1").execute(state.db().pool()).await {
         tracing::warn!(error = %e, "readiness: database unreachable");
         return Err(Problem::new(
@@ -134,19 +169,20 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
         .with("tenants", missing));
     }
     let (tenants, loaded) = state.inner.policies.counts();
-    Ok(Json(serde_json::json!({
-        "status": "ready",
-        "tenants": tenants,
-        "loaded": loaded,
-        "replica": state.inner.policies.replica(),
-    })))
+    Ok(Json(Readiness {
+        status: "ready",
+        tenants,
+        loaded,
+        replica: state.inner.policies.replica().map(str::to_owned),
+    }))
 }
 
 /// Prometheus metrics (text format 0.0.4): decisions, faults, actions,
 /// effects, bulk items and jobs, pending escalations per queue, HTTP
 /// requests; see `telemetry`. Public, like the health endpoints.
-#[utoipa::path(get, path = "/metrics", security(()), responses(
-    (status = 200, description = "Prometheus text exposition format", content_type = "text/plain")
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text exposition format", content_type = "text/plain"),
+    (status = 503, description = "`not-ready`: this process records no metrics", body = ProblemDetails, content_type = "application/problem+json")
 ))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = crate::telemetry::prometheus() else {
@@ -175,14 +211,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    use utoipa::OpenApi;
-    Json(super::ApiDoc::openapi())
+pub async fn openapi_json() -> Result<Json<serde_json::Value>, Problem> {
+    super::openapi::document()
+        .map(Json)
+        .map_err(Problem::internal)
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{t}/users", params(("t" = String, Path), UserFilter), responses(
-    (status = 200, body = UserPage),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = UserPage)
 ))]
 pub async fn list_users(
     TenantReader(t): TenantReader,
@@ -192,9 +228,8 @@ pub async fn list_users(
     Ok(Json(state.directory().list(&t, &filter).await?))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{t}/users/{id}", params(("t" = String, Path), ("id" = String, Path)), responses(
-    (status = 200, body = UserDetail),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+#[utoipa::path(get, path = "/v1/tenants/{t}/users/{id}", params(("t" = String, Path, example = "t2"), ("id" = String, Path, example = "t2-u5")), responses(
+    (status = 200, body = UserDetail)
 ))]
 pub async fn user_detail(
     TenantReader(t): TenantReader,
@@ -207,16 +242,14 @@ pub async fn user_detail(
     }
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{t}/users/{id}/actions", params(("t" = String, Path), ("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/tenants/{t}/users/{id}/actions", params(("t" = String, Path, example = "t2"), ("id" = String, Path, example = "t2-u5")),
     request_body = ActionRequest,
     responses(
         (status = 200, description = "Applied, or a dry run", body = ActionResponse),
         (status = 202, description = "Escalated to a queue", body = ActionResponse),
-        (status = 403, description = "Denied by the policy", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "Invalid transition or restore conflict", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 413, body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "`denied` by the policy (with its `policy_code`, `message` and `rules`), or `tenant-key-required`", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid-transition`, `restore-window-closed`, `restore-conflict`, `superseded`, or `idempotency-key-reused` (with the earlier `action_id`)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "`unknown-actor`, `actor-not-active`, `invalid-transfer-target`, or a body that does not have this shape", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "Policy fault; nothing applied", body = ProblemDetails, content_type = "application/problem+json")
     ))]
 pub async fn act(
@@ -254,7 +287,7 @@ pub async fn act(
         .await?;
     if req.dry_run {
         return Ok(Json(ActionResponse {
-            result: "dry_run".into(),
+            result: ActionResult::DryRun,
             escalation: None,
             report,
         })
@@ -262,7 +295,7 @@ pub async fn act(
     }
     match &report.decision.outcome {
         Outcome::Allow { .. } => Ok(Json(ActionResponse {
-            result: "applied".into(),
+            result: ActionResult::Applied,
             escalation: None,
             report,
         })
@@ -272,7 +305,7 @@ pub async fn act(
             Ok((
                 StatusCode::ACCEPTED,
                 Json(ActionResponse {
-                    result: "escalated".into(),
+                    result: ActionResult::Escalated,
                     escalation: Some(esc),
                     report,
                 }),
@@ -284,22 +317,20 @@ pub async fn act(
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{t}/escalations", params(("t" = String, Path), EscalationFilter), responses(
-    (status = 200, body = EscalationList),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = EscalationList)
 ))]
 pub async fn tenant_escalations(
     TenantReader(t): TenantReader,
     State(state): State<AppState>,
     Params(f): Params<EscalationFilter>,
 ) -> Result<Json<EscalationList>, Problem> {
-    let limit = i64::from(f.limit.unwrap_or(100).clamp(1, 1000));
+    let limit = i64::from(Limit::or(f.limit, 100));
     let escalations = escalation::list(state.db(), Some(&t), f.status, limit).await?;
     Ok(Json(EscalationList { escalations }))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{t}/audit", params(("t" = String, Path), AuditFilter), responses(
-    (status = 200, body = Vec<AuditEntry>),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = Vec<AuditEntry>)
 ))]
 pub async fn audit(
     TenantReader(t): TenantReader,
@@ -310,8 +341,7 @@ pub async fn audit(
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{t}/decisions/{id}", params(("t" = String, Path), ("id" = String, Path, description = "The action id")), responses(
-    (status = 200, body = DecisionRecord),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = DecisionRecord)
 ))]
 pub async fn decision(
     TenantReader(t): TenantReader,
@@ -325,22 +355,20 @@ pub async fn decision(
 }
 
 #[utoipa::path(get, path = "/v1/escalations", params(EscalationFilter), responses(
-    (status = 200, body = EscalationList),
-    (status = 403, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = EscalationList)
 ))]
 pub async fn support_escalations(
     _: SupportAgent,
     State(state): State<AppState>,
     Params(f): Params<EscalationFilter>,
 ) -> Result<Json<EscalationList>, Problem> {
-    let limit = i64::from(f.limit.unwrap_or(100).clamp(1, 1000));
+    let limit = i64::from(Limit::or(f.limit, 100));
     let escalations = escalation::list(state.db(), f.tenant.as_deref(), f.status, limit).await?;
     Ok(Json(EscalationList { escalations }))
 }
 
 #[utoipa::path(get, path = "/v1/escalations/{id}", params(("id" = String, Path)), responses(
-    (status = 200, body = Escalation),
-    (status = 404, body = ProblemDetails, content_type = "application/problem+json")
+    (status = 200, body = Escalation)
 ))]
 pub async fn escalation(
     _: SupportAgent,
@@ -355,10 +383,9 @@ pub async fn escalation(
 #[utoipa::path(post, path = "/v1/escalations/{id}/approve", params(("id" = String, Path)), request_body = ApproveRequest,
     responses(
         (status = 200, body = ApprovalResponse),
-        (status = 403, description = "The policy denies it to support too", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "`denied`: the policy denies it to support too; or `support-key-required`", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "Not pending, or the user changed state since", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 503, body = ProblemDetails, content_type = "application/problem+json")
+        (status = 503, description = "`policy-fault` or `plan-refused`: nothing applied", body = ProblemDetails, content_type = "application/problem+json")
     ))]
 pub async fn approve(
     _: SupportAgent,
@@ -385,9 +412,8 @@ pub async fn approve(
 
 #[utoipa::path(post, path = "/v1/escalations/{id}/reject", params(("id" = String, Path)), request_body = RejectRequest,
     responses(
-        (status = 200, body = Escalation),
-        (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, body = ProblemDetails, content_type = "application/problem+json")
+        (status = 200, body = Escalation) ,
+        (status = 409, description = "`escalation-not-pending`", body = ProblemDetails, content_type = "application/problem+json")
     ))]
 pub async fn reject(
     _: SupportAgent,

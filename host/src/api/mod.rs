@@ -16,6 +16,7 @@ mod admin;
 pub mod auth;
 mod bulk;
 mod handlers;
+pub mod openapi;
 pub mod problem;
 
 use crate::clock::unix_now;
@@ -30,7 +31,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
-use utoipa::OpenApi;
 
 use crate::apikeys::StaticKeys;
 use crate::bulk::{Bulk, BulkSettings};
@@ -40,6 +40,7 @@ use crate::executor::Executor;
 use crate::tenancy::TenantPolicies;
 
 pub use auth::{Caller, Operator, SupportAgent, TenantActor, TenantReader};
+pub use openapi::ApiDoc;
 pub use problem::Problem;
 
 /// Everything a handler needs; cheap to clone.
@@ -294,55 +295,5 @@ async fn sweep_loop(
             Ok(_) => tracing::debug!("window-expiry sweep: nothing due"),
             Err(e) => tracing::warn!(error = %e, "window-expiry sweep failed"),
         }
-    }
-}
-
-/// The OpenAPI document, generated from the handlers and their types.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Lethe", description = "Programmable, per-tenant user deletion: tenant, support and operator API"),
-    paths(
-        handlers::healthz, handlers::readyz, handlers::list_users, handlers::user_detail, handlers::act,
-        handlers::tenant_escalations, handlers::audit, handlers::decision, handlers::support_escalations,
-        handlers::escalation, handlers::approve, handlers::reject, bulk::preview, bulk::execute, bulk::jobs,
-        bulk::job, bulk::items, bulk::events, bulk::cancel, admin::create_tenant, admin::tenants, admin::upload,
-        admin::versions, admin::version, admin::activate, admin::rollback, admin::policy_status,
-        admin::replay, admin::replays, admin::replay_report, admin::start_shadow, admin::stop_shadow,
-        admin::shadow_status
-    ),
-    components(schemas(
-        problem::ProblemDetails, handlers::ActionRequest, handlers::ActionResponse, handlers::ApproveRequest,
-        handlers::RejectRequest, handlers::EscalationList, handlers::ApprovalResponse,
-        crate::escalation::Escalation, crate::directory::UserPage, crate::directory::UserSummary,
-        crate::directory::UserDetail, crate::directory::HistoryEntry, crate::evidence::AuditEntry,
-        crate::evidence::DecisionRecord, crate::bulk::PreviewRequest, crate::bulk::BulkFilter,
-        crate::bulk::Preview, crate::bulk::OutcomeCounts, crate::bulk::ReasonCount, crate::bulk::EffectEstimate,
-        crate::bulk::SampleUser, crate::bulk::ExecuteRequest, crate::bulk::Job, crate::bulk::JobItem,
-        crate::bulk::JobPage, crate::bulk::ItemPage, admin::CreateTenantRequest, admin::TenantList,
-        admin::VersionList, admin::ActivateRequest, admin::RollbackRequest, crate::deploy::Tenant,
-        crate::deploy::PolicyVersion, crate::deploy::VersionStatus, crate::deploy::Activation,
-        crate::deploy::ActivationKind, crate::deploy::PolicyStatus, crate::deploy::ReplicaStatus,
-        crate::deploy::gate::GateReport, crate::deploy::gate::Check, crate::deploy::gate::CheckName,
-        crate::deploy::gate::CheckStatus, crate::deploy::gate::CaseResult, admin::ReplayRequest,
-        admin::ReplayList, crate::deploy::replay::ReplayReport, crate::deploy::replay::Transition,
-        crate::deploy::replay::PlanChange, crate::deploy::replay::Example, crate::evidence::RecordWindow,
-        admin::ShadowRequest, crate::deploy::shadow::ShadowStatus, crate::deploy::shadow::ShadowCounts,
-        crate::deploy::shadow::Disagreement
-    )),
-    modifiers(&BearerAuth),
-    security(("bearer" = []))
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
     }
 }

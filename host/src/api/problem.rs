@@ -27,7 +27,6 @@ pub struct ProblemDetails {
     pub title: String,
     pub status: u16,
     /// Stable identifier of the problem, e.g. `invalid-transition`.
-    #[schema(value_type = String)]
     pub code: ErrorCode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -327,6 +326,7 @@ impl From<crate::bulk::BulkError> for Problem {
                 detail,
             ),
             BulkError::NotFound => Problem::not_found(),
+            BulkError::BadCursor => Problem::coded(ErrorCode::InvalidCursor, detail),
             BulkError::Expired { expires_at } => {
                 Problem::new(StatusCode::GONE, ErrorCode::PreviewExpired, detail)
                     .with("expires_at", expires_at)

@@ -17,11 +17,9 @@ pub struct Job {
     pub job_id: String,
     pub tenant: String,
     pub preview_id: String,
-    #[schema(value_type = String, example = "delete")]
     pub action: Action,
     pub actor_id: String,
     /// queued, running, completed or cancelled.
-    #[schema(value_type = String, example = "running")]
     pub status: JobStatus,
     pub cancel_requested: bool,
     pub total: u64,
@@ -57,7 +55,6 @@ pub struct JobItem {
     pub seq: i64,
     pub user_id: String,
     /// pending, applied, escalated, denied, failed or cancelled.
-    #[schema(value_type = String, example = "escalated")]
     pub status: ItemStatus,
     /// The deny code, escalation queue, or failure code.
     pub code: Option<String>,

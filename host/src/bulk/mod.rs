@@ -101,11 +101,12 @@ pub struct BulkFilter {
 
 /// `POST /v1/tenants/{t}/bulk/preview`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"action": "delete", "actor_id": "t2-u1", "filter": {"state": "deactivated"}}))]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
-    #[schema(value_type = String, example = "delete")]
     pub action: Action,
     /// The tenant user asking (must be active).
+    #[schema(example = "t2-u1")]
     pub actor_id: String,
     /// Select by filter…
     pub filter: Option<BulkFilter>,
@@ -156,7 +157,6 @@ pub struct OutcomeCounts {
 /// How many users got one outcome for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReasonCount {
-    #[schema(value_type = String, example = "deny")]
     pub outcome: OutcomeKind,
     /// The policy's deny code, the escalation queue, or the host's code
     /// (`invalid-transition`, `policy-fault`…).
@@ -177,11 +177,9 @@ pub struct EffectEstimate {
 pub struct SampleUser {
     pub user_id: String,
     pub display_name: Option<String>,
-    #[schema(value_type = String, example = "active")]
     pub state: LifecycleState,
     pub roles: Vec<String>,
     pub last_login_at: Option<i64>,
-    #[schema(value_type = String, example = "allow")]
     pub outcome: OutcomeKind,
     pub code: Option<String>,
     pub message: Option<String>,
@@ -192,7 +190,6 @@ pub struct SampleUser {
 pub struct Preview {
     pub preview_id: String,
     pub tenant: String,
-    #[schema(value_type = String, example = "delete")]
     pub action: Action,
     pub actor_id: String,
     /// Users of the tenant the selection matched.
@@ -224,6 +221,9 @@ pub enum BulkError {
     InvalidSelection(String),
     #[error("not found")]
     NotFound,
+    /// A page cursor this server did not hand out.
+    #[error("invalid cursor")]
+    BadCursor,
     #[error("the preview expired at {expires_at}; preview again")]
     Expired { expires_at: i64 },
     #[error("the preview was already executed as job `{job_id}`")]

@@ -23,7 +23,7 @@ macro_rules! named {
     ($(#[$doc:meta])* $name:ident ($kind:literal) { $( $(#[$vdoc:meta])* $variant:ident => $text:literal, )* }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
-                 serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+                 serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $( $(#[$vdoc])* #[serde(rename = $text)] $variant, )*
         }
@@ -49,6 +49,18 @@ macro_rules! named {
                 }
             }
         }
+
+        // By hand: the derive cannot see the spellings through the macro.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($name::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

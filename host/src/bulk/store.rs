@@ -416,7 +416,7 @@ impl Store {
             }
         }
         let next_cursor = match jobs.last() {
-            Some(j) if more => Some(hex::encode(format!("{}:{}", j.created_at, j.job_id))),
+            Some(j) if more => Some(format!("{}-{}", j.created_at, j.job_id)),
             _ => None,
         };
         Ok(JobPage { jobs, next_cursor })
@@ -440,9 +440,7 @@ impl Store {
             .ok_or(BulkError::NotFound)?;
         let limit = i64::from(limit.clamp(1, 1000));
         let after: i64 = match cursor {
-            Some(c) => c
-                .parse()
-                .map_err(|_| BulkError::InvalidSelection("invalid cursor".into()))?,
+            Some(c) => c.parse().map_err(|_| BulkError::BadCursor)?,
             None => 0,
         };
         let rows = sqlx::query(&format!(
@@ -744,12 +742,10 @@ async fn cancel_pending(
     .rows_affected())
 }
 
+/// A jobs cursor: `<created_at>-<job id>` of the last job of a page.
 fn decode_job_cursor(c: &str) -> Result<(i64, String), BulkError> {
-    let bad = || BulkError::InvalidSelection("invalid cursor".into());
-    let bytes = hex::decode(c).map_err(|_| bad())?;
-    let s = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (at, id) = s.split_once(':').ok_or_else(bad)?;
-    Ok((at.parse().map_err(|_| bad())?, id.to_owned()))
+    let (at, id) = c.split_once('-').ok_or(BulkError::BadCursor)?;
+    Ok((at.parse().map_err(|_| BulkError::BadCursor)?, id.to_owned()))
 }
 
 /// A record as JSON text.

@@ -137,6 +137,9 @@ pub enum Command {
     /// cancel a job.
     #[command(subcommand, after_help = bulk::EXIT_CODES)]
     Bulk(bulk::BulkCommand),
+    /// Print the HTTP API's OpenAPI document, exactly as `/openapi.json`
+    /// serves it (`host/openapi.json` is the reviewed copy).
+    Openapi,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -150,6 +153,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Decisions(cmd) => decisions::run(cmd),
         Command::Bulk(cmd) => bulk::run(cmd),
+        Command::Openapi => {
+            let doc = serde_json::to_string_pretty(&lethe::api::openapi::document()?)?;
+            println!("{doc}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

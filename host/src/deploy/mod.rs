@@ -78,7 +78,6 @@ pub struct PolicyVersion {
     /// before it could tell).
     pub contract_version: Option<String>,
     /// What `describe()` answered.
-    #[schema(value_type = Option<Object>)]
     pub policy: Option<crate::contract::PolicyInfo>,
     pub size_bytes: i64,
     /// The operator key (or `lethe.toml`) that uploaded it.

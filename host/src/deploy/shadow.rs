@@ -31,16 +31,29 @@ pub struct Disagreement {
     /// The version that decided live.
     pub live_version: Option<i64>,
     pub subject: String,
+    #[schema(value_type = crate::contract::Action)]
     pub action: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::contract::Request)]
     pub request: serde_json::Value,
     /// The live decision.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::contract::Decision)]
     pub live: serde_json::Value,
-    /// The shadow's decision, or `{"fault": …}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = ShadowAnswer)]
     pub shadow: serde_json::Value,
     pub at: i64,
+}
+
+/// What the shadow version answered: a decision, or the fault that kept
+/// it from deciding.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ShadowAnswer {
+    Decided(crate::contract::Decision),
+    Fault {
+        /// The fault's code, e.g. `fuel-exhausted`.
+        fault: String,
+        message: String,
+    },
 }
 
 /// A tenant's shadow and what every replica counted.

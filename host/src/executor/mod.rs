@@ -152,7 +152,7 @@ pub struct ActionInput {
 }
 
 /// What one category's disposition did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CategoryEffect {
     pub category: String,
     pub disposition: Option<Disposition>,
@@ -165,7 +165,7 @@ pub struct CategoryEffect {
 }
 
 /// Everything an action changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Effects {
     pub categories: Vec<CategoryEffect>,
     /// Rows removed per table by `remove` guards.
@@ -178,7 +178,7 @@ pub struct Effects {
 }
 
 /// The result of an action, as printed by `lethe act` and returned by the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActionReport {
     pub action_id: String,
     pub tenant: String,

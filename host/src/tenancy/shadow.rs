@@ -16,7 +16,7 @@ use super::Store;
 use crate::clock::unix_now;
 use crate::contract::{Decision, Request};
 use crate::deploy::replay::{compare, Difference};
-use crate::deploy::shadow::{Disagreement, ShadowCounts};
+use crate::deploy::shadow::{Disagreement, ShadowAnswer, ShadowCounts};
 use crate::deploy::store;
 use crate::policy::Policy;
 
@@ -175,10 +175,13 @@ async fn evaluate(
         return;
     }
     *kept += 1;
-    let shadow = match &decided {
-        Ok(d) => serde_json::to_value(d),
-        Err(f) => Ok(serde_json::json!({"fault": f.code(), "message": f.to_string()})),
-    };
+    let shadow = serde_json::to_value(match &decided {
+        Ok(d) => ShadowAnswer::Decided(d.clone()),
+        Err(f) => ShadowAnswer::Fault {
+            fault: f.code().to_string(),
+            message: f.to_string(),
+        },
+    });
     let (Ok(request_json), Ok(live), Ok(shadow)) = (
         serde_json::to_value(&request),
         serde_json::to_value(&offer.live),
