@@ -110,6 +110,7 @@ impl Server {
                 poll_ms: 50,
                 ..BulkSettings::default()
             },
+            lethe::events::WebhookSettings::default(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

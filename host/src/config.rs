@@ -65,6 +65,9 @@ pub struct Config {
     /// Bulk jobs: batch size, lease, preview lifetime (`[bulk]`).
     #[serde(default)]
     pub bulk: crate::bulk::BulkSettings,
+    /// Webhook delivery: timeouts, backoff, horizon (`[webhooks]`).
+    #[serde(default)]
+    pub webhooks: crate::events::WebhookSettings,
 }
 
 fn default_listen() -> String {

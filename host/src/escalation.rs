@@ -263,6 +263,25 @@ pub async fn insert(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    let opened = crate::events::EscalationChanged {
+        escalation: id.clone(),
+        user: report.subject.clone(),
+        action: report.action,
+        queue: queue.clone(),
+        action_id: report.action_id.clone(),
+        actor: crate::events::EventActor {
+            kind: crate::contract::ActorKind::TenantUser,
+            id: asked.actor_id.to_owned(),
+        },
+        applied_action_id: None,
+    };
+    let event = crate::events::Event::escalation(
+        &report.tenant,
+        crate::events::EventType::EscalationCreated,
+        &opened,
+        now,
+    )?;
+    crate::events::record(conn, &event).await?;
     tracing::info!(escalation = %id, tenant = %report.tenant, user = %report.subject, %queue, "escalation opened");
     Ok(id)
 }
@@ -581,6 +600,24 @@ async fn close_on(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    let closed = crate::events::EscalationChanged {
+        escalation: esc.id.clone(),
+        user: esc.user.clone(),
+        action: esc.action,
+        queue: esc.queue.clone(),
+        action_id: esc.action_id.clone(),
+        actor: crate::events::EventActor {
+            kind: crate::contract::ActorKind::Support,
+            id: agent.to_owned(),
+        },
+        applied_action_id: result.map(str::to_owned),
+    };
+    let event_type = match status {
+        EscalationStatus::Rejected => crate::events::EventType::EscalationRejected,
+        _ => crate::events::EventType::EscalationApproved,
+    };
+    let event = crate::events::Event::escalation(&esc.tenant, event_type, &closed, now)?;
+    crate::events::record(conn, &event).await?;
     Ok(true)
 }
 

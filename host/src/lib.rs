@@ -33,5 +33,6 @@ pub mod apikeys;
 pub mod bulk;
 pub mod directory;
 pub mod escalation;
+pub mod events;
 pub mod evidence;
 pub mod page;

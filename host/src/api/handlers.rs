@@ -201,6 +201,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count pending escalations"),
     }
+    match state.events().counts_by_endpoint().await {
+        Ok(rows) => {
+            for (tenant, endpoint, status, n) in rows {
+                crate::telemetry::webhook_deliveries(&tenant, &endpoint, &status, n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count webhook deliveries"),
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -15,6 +15,7 @@
 mod admin;
 pub mod auth;
 mod bulk;
+mod events;
 mod handlers;
 pub mod openapi;
 pub mod problem;
@@ -36,6 +37,7 @@ use crate::apikeys::StaticKeys;
 use crate::bulk::{Bulk, BulkSettings};
 use crate::deploy::Deployments;
 use crate::directory::Directory;
+use crate::events::{Events, WebhookSettings};
 use crate::executor::Executor;
 use crate::tenancy::TenantPolicies;
 
@@ -54,6 +56,7 @@ struct Inner {
     policies: TenantPolicies,
     directory: Directory,
     bulk: Bulk,
+    events: Events,
     deployments: Deployments,
     keys: StaticKeys,
     /// Tenants the configuration declares; `/readyz` checks each has a
@@ -82,15 +85,18 @@ impl AppState {
         keys: StaticKeys,
         tenants: Vec<String>,
         bulk: BulkSettings,
+        webhooks: WebhookSettings,
     ) -> AppState {
         let directory = Directory::new(executor.platform().clone());
         let bulk = Bulk::new(executor.clone(), bulk);
+        let events = Events::new(executor.db().clone(), webhooks);
         AppState {
             inner: Arc::new(Inner {
                 executor,
                 policies,
                 directory,
                 bulk,
+                events,
                 deployments,
                 keys,
                 tenants,
@@ -106,6 +112,9 @@ impl AppState {
     }
     fn bulk(&self) -> &Bulk {
         &self.inner.bulk
+    }
+    fn events(&self) -> &Events {
+        &self.inner.events
     }
     fn policies(&self) -> &TenantPolicies {
         &self.inner.policies
@@ -177,6 +186,12 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
         .route("/v1/tenants/{t}/jobs/{id}/items", get(bulk::items))
         .route("/v1/tenants/{t}/jobs/{id}/events", get(bulk::events))
         .route("/v1/tenants/{t}/jobs/{id}/cancel", post(bulk::cancel))
+        .route("/v1/tenants/{t}/events", get(events::list_events))
+        .route("/v1/tenants/{t}/events/{id}", get(events::event))
+        .route(
+            "/v1/tenants/{t}/events/{id}/redeliver",
+            post(events::redeliver),
+        )
         .route("/v1/escalations", get(support_escalations))
         .route("/v1/escalations/{id}", get(escalation))
         .route("/v1/escalations/{id}/approve", post(approve))
@@ -209,6 +224,22 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
         .route(
             "/v1/admin/tenants/{t}/replays/{id}",
             get(admin::replay_report),
+        )
+        .route(
+            "/v1/admin/tenants/{t}/webhooks",
+            get(events::webhooks).post(events::create_webhook),
+        )
+        .route(
+            "/v1/admin/tenants/{t}/webhooks/{id}",
+            get(events::webhook).patch(events::update_webhook),
+        )
+        .route(
+            "/v1/admin/tenants/{t}/webhooks/{id}/rotate-secret",
+            post(events::rotate_webhook_secret),
+        )
+        .route(
+            "/v1/admin/tenants/{t}/webhooks/{id}/ping",
+            post(events::ping_webhook),
         )
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
@@ -246,6 +277,12 @@ pub async fn serve(
         stop_rx.clone(),
     ));
     tokio::spawn(crate::tenancy::sync::warm_up(state.inner.policies.clone()));
+    let deliverer = state.events().settings().deliver.then(|| {
+        tokio::spawn(crate::events::delivery::run(
+            state.events().clone(),
+            stop_rx.clone(),
+        ))
+    });
     let worker = options.bulk_worker.then(|| {
         tokio::spawn(crate::bulk::run_worker(
             state.bulk().clone(),
@@ -262,6 +299,9 @@ pub async fn serve(
         let _ = handle.await;
     }
     if let Some(handle) = worker {
+        let _ = handle.await;
+    }
+    if let Some(handle) = deliverer {
         let _ = handle.await;
     }
     let _ = follower.await;

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::OpenApi;
 
-use super::{admin, bulk, handlers, problem};
+use super::{admin, bulk, events, handlers, problem};
 use crate::error_code::ErrorCode;
 
 /// The OpenAPI document, generated from the handlers and their types.
@@ -30,7 +30,9 @@ use crate::error_code::ErrorCode;
         bulk::execute, bulk::jobs, bulk::job, bulk::items, bulk::events, bulk::cancel, admin::create_tenant,
         admin::tenants, admin::upload, admin::versions, admin::version, admin::activate, admin::rollback,
         admin::policy_status, admin::replay, admin::replays, admin::replay_report, admin::start_shadow,
-        admin::stop_shadow, admin::shadow_status
+        admin::stop_shadow, admin::shadow_status, events::list_events, events::event, events::redeliver,
+        events::create_webhook, events::webhooks, events::webhook, events::update_webhook,
+        events::rotate_webhook_secret, events::ping_webhook
     ),
     components(schemas(
         problem::ProblemDetails, ErrorCode, handlers::Health, handlers::Readiness, handlers::ActionRequest, handlers::ActionResponse,
@@ -51,7 +53,14 @@ use crate::error_code::ErrorCode;
         crate::deploy::replay::Transition, crate::deploy::replay::PlanChange, crate::deploy::replay::Example,
         crate::evidence::RecordWindow, admin::ShadowRequest, crate::deploy::shadow::ShadowStatus,
         crate::deploy::shadow::ShadowCounts, crate::deploy::shadow::Disagreement,
-        crate::deploy::shadow::ShadowAnswer, crate::contract::Request, crate::contract::Decision
+        crate::deploy::shadow::ShadowAnswer, crate::contract::Request, crate::contract::Decision,
+        crate::events::EventType, crate::events::StoredEvent, crate::events::EventPage,
+        crate::events::Delivery, crate::events::DeliveryStatus, crate::events::Attempt,
+        crate::events::Endpoint, crate::events::DeliveryCounts, crate::events::UserChanged,
+        crate::events::EscalationChanged, crate::events::BulkJobFinished, crate::events::PolicyActivated,
+        crate::events::EventActor, crate::events::delivery::PingResult, events::RedeliverRequest,
+        events::CreateEndpointRequest, events::EndpointList, events::UpdateEndpointRequest,
+        events::RotateRequest
     )),
     modifiers(&Contract)
 )]
@@ -171,80 +180,37 @@ fn problem_response(description: &str) -> Response {
 /// phase chains real requests through them (list, act, escalate, approve;
 /// preview, execute, follow the job; upload, replay).
 /// `(operation, status, link target, parameters)`.
+#[rustfmt::skip]
 const LINKS: &[(&str, &str, &str, &[Param])] = &[
     ("list_users", "200", "user_detail", &[T, FIRST_USER]),
     ("list_users", "200", "act", &[T, FIRST_USER]),
-    (
-        "act",
-        "200",
-        "decision",
-        &[T, ("id", "$response.body#/report/action_id")],
-    ),
-    (
-        "act",
-        "200",
-        "user_detail",
-        &[T, ("id", "$request.path.id")],
-    ),
+    ("act", "200", "decision", &[T, ("id", "$response.body#/report/action_id")]),
+    ("act", "200", "user_detail", &[T, ("id", "$request.path.id")]),
     ("act", "202", "escalation", &[ESCALATION]),
     ("act", "202", "approve", &[ESCALATION]),
     ("act", "202", "reject", &[ESCALATION]),
-    (
-        "audit",
-        "200",
-        "decision",
-        &[T, ("id", "$response.body#/0/action_id")],
-    ),
-    (
-        "support_escalations",
-        "200",
-        "escalation",
-        &[FIRST_ESCALATION],
-    ),
+    ("audit", "200", "decision", &[T, ("id", "$response.body#/0/action_id")]),
+    ("support_escalations", "200", "escalation", &[FIRST_ESCALATION]),
     ("support_escalations", "200", "approve", &[FIRST_ESCALATION]),
     ("support_escalations", "200", "reject", &[FIRST_ESCALATION]),
-    (
-        "preview",
-        "200",
-        "execute",
-        &[T, ("preview", "$response.body#/preview_id")],
-    ),
+    ("preview", "200", "execute", &[T, ("preview", "$response.body#/preview_id")]),
     ("execute", "202", "job", &[T, JOB]),
     ("execute", "202", "items", &[T, JOB]),
     ("execute", "202", "events", &[T, JOB]),
     ("execute", "202", "cancel", &[T, JOB]),
-    (
-        "jobs",
-        "200",
-        "job",
-        &[T, ("id", "$response.body#/jobs/0/job_id")],
-    ),
+    ("jobs", "200", "job", &[T, ("id", "$response.body#/jobs/0/job_id")]),
     ("upload", "201", "version", &[T, VERSION]),
     ("upload", "201", "replay", &[T, VERSION]),
-    (
-        "versions",
-        "200",
-        "version",
-        &[T, ("n", "$response.body#/versions/0/version")],
-    ),
-    (
-        "replay",
-        "201",
-        "replay_report",
-        &[T, ("id", "$response.body#/id")],
-    ),
-    (
-        "create_tenant",
-        "201",
-        "versions",
-        &[("t", "$response.body#/id")],
-    ),
-    (
-        "create_tenant",
-        "201",
-        "policy_status",
-        &[("t", "$response.body#/id")],
-    ),
+    ("versions", "200", "version", &[T, ("n", "$response.body#/versions/0/version")]),
+    ("replay", "201", "replay_report", &[T, ("id", "$response.body#/id")]),
+    ("create_tenant", "201", "versions", &[("t", "$response.body#/id")]),
+    ("create_tenant", "201", "policy_status", &[("t", "$response.body#/id")]),
+    ("list_events", "200", "event", &[T, ("id", "$response.body#/events/0/id")]),
+    ("list_events", "200", "redeliver", &[T, ("id", "$response.body#/events/0/id")]),
+    ("create_webhook", "201", "webhook", &[T, ENDPOINT]),
+    ("create_webhook", "201", "ping_webhook", &[T, ENDPOINT]),
+    ("create_webhook", "201", "update_webhook", &[T, ENDPOINT]),
+    ("create_webhook", "201", "rotate_webhook_secret", &[T, ENDPOINT]),
 ];
 
 /// A link parameter: its name, and the runtime expression of its value.
@@ -257,6 +223,7 @@ const ESCALATION: Param = ("id", "$response.body#/escalation/id");
 const FIRST_ESCALATION: Param = ("id", "$response.body#/escalations/0/id");
 const JOB: Param = ("id", "$response.body#/job_id");
 const VERSION: Param = ("n", "$response.body#/version");
+const ENDPOINT: Param = ("id", "$response.body#/id");
 
 fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
     for item in openapi.paths.paths.values_mut() {
@@ -265,6 +232,7 @@ fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
             item.put.as_mut(),
             item.post.as_mut(),
             item.delete.as_mut(),
+            item.patch.as_mut(),
         ];
         for op in operations.into_iter().flatten() {
             let Some(id) = op.operation_id.clone() else {

@@ -309,6 +309,19 @@ impl From<crate::deploy::DeployError> for Problem {
     }
 }
 
+impl From<crate::events::EventError> for Problem {
+    fn from(e: crate::events::EventError) -> Problem {
+        use crate::events::EventError;
+        let detail = e.to_string();
+        match e {
+            EventError::NotFound => Problem::not_found(),
+            EventError::InvalidEndpoint(_) | EventError::UnknownType(_) => Problem::invalid(detail),
+            EventError::BadCursor => Problem::coded(ErrorCode::InvalidCursor, detail),
+            other => Problem::internal(other),
+        }
+    }
+}
+
 impl From<crate::db::DbError> for Problem {
     fn from(e: crate::db::DbError) -> Problem {
         Problem::internal(e)

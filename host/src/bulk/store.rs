@@ -308,6 +308,9 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        if users.is_empty() {
+            job_finished(&mut tx, &job_id, JobStatus::Completed, now).await?;
+        }
         tx.commit().await?;
         Ok(job_id)
     }
@@ -498,6 +501,7 @@ impl Store {
         .rows_affected();
         if idle == 1 {
             cancel_pending(&mut tx, job_id, now).await?;
+            job_finished(&mut tx, job_id, JobStatus::Cancelled, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -665,14 +669,11 @@ impl Store {
 
     /// No item left pending: the job is completed and its lease dropped.
     pub async fn complete_job(&self, job_id: &str, me: &str, now: i64) -> Result<(), BulkError> {
-        self.finish(
-            &mut *self.db.pool().acquire().await?,
-            job_id,
-            me,
-            JobStatus::Completed,
-            now,
-        )
-        .await
+        let mut tx = self.db.begin_write().await?;
+        self.finish(&mut tx, job_id, me, JobStatus::Completed, now)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Cancel a held job: its pending items and the job, together.
@@ -686,6 +687,8 @@ impl Store {
         Ok(left)
     }
 
+    /// Ends a job `me` holds, with its event; a worker that lost the
+    /// lease changes nothing (and so reports nothing twice).
     async fn finish(
         &self,
         conn: &mut AnyConnection,
@@ -694,7 +697,7 @@ impl Store {
         status: JobStatus,
         now: i64,
     ) -> Result<(), BulkError> {
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE lethe_bulk_jobs SET status = $3, finished_at = $4, lease_owner = NULL, \
              lease_until = NULL WHERE id = $1 AND lease_owner = $2",
         )
@@ -702,8 +705,12 @@ impl Store {
         .bind(me)
         .bind(status.as_str())
         .bind(now)
-        .execute(conn)
-        .await?;
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            job_finished(conn, job_id, status, now).await?;
+        }
         Ok(())
     }
 
@@ -746,6 +753,61 @@ async fn cancel_pending(
 fn decode_job_cursor(c: &str) -> Result<(i64, String), BulkError> {
     let (at, id) = c.split_once('-').ok_or(BulkError::BadCursor)?;
     Ok((at.parse().map_err(|_| BulkError::BadCursor)?, id.to_owned()))
+}
+
+/// The `bulk.job.completed` or `bulk.job.cancelled` event of a job that
+/// just ended on `conn`, with its counts as that transaction sees them.
+async fn job_finished(
+    conn: &mut AnyConnection,
+    job_id: &str,
+    status: JobStatus,
+    now: i64,
+) -> Result<(), BulkError> {
+    let job =
+        sqlx::query("SELECT tenant_id, action, actor_id, total FROM lethe_bulk_jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let counts = sqlx::query(
+        "SELECT status, COUNT(*) FROM lethe_bulk_items WHERE job_id = $1 GROUP BY status",
+    )
+    .bind(job_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let action: String = job.try_get(1)?;
+    let mut data = crate::events::BulkJobFinished {
+        job_id: job_id.to_owned(),
+        action: action
+            .parse()
+            .map_err(|_| corrupt(format!("action `{action}`")))?,
+        actor_id: job.try_get(2)?,
+        total: u64::try_from(job.try_get::<i64, _>(3)?).unwrap_or(0),
+        applied: 0,
+        escalated: 0,
+        denied: 0,
+        failed: 0,
+        cancelled: 0,
+    };
+    for row in counts {
+        let n = u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0);
+        let item: String = row.try_get(0)?;
+        match item.parse::<ItemStatus>().map_err(corrupt)? {
+            ItemStatus::Applied => data.applied = n,
+            ItemStatus::Escalated => data.escalated = n,
+            ItemStatus::Denied => data.denied = n,
+            ItemStatus::Failed => data.failed = n,
+            ItemStatus::Cancelled => data.cancelled = n,
+            ItemStatus::Pending => {}
+        }
+    }
+    let event_type = match status {
+        JobStatus::Cancelled => crate::events::EventType::BulkJobCancelled,
+        _ => crate::events::EventType::BulkJobCompleted,
+    };
+    let tenant: String = job.try_get(0)?;
+    let event = crate::events::Event::bulk_job(&tenant, event_type, &data, now)?;
+    crate::events::record(conn, &event).await?;
+    Ok(())
 }
 
 /// A record as JSON text.

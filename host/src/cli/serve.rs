@@ -36,6 +36,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             StaticKeys::new(&cfg),
             tenants,
             cfg.bulk.clone(),
+            cfg.webhooks.clone(),
         );
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await

@@ -411,6 +411,11 @@ impl Deployments {
             at: now,
         };
         store::set_active(&mut tx, &activation).await?;
+        let event = crate::events::Event::policy_activated(&activation, &version.sha256)
+            .map_err(DbError::from)?;
+        crate::events::record(&mut tx, &event)
+            .await
+            .map_err(DbError::from)?;
         tx.commit().await.map_err(DbError::from)?;
         tracing::info!(from = ?activation.from_version, to, "policy version activated");
         Ok(activation)

@@ -430,6 +430,15 @@ impl Executor {
         audit::record(&mut tx, &Evidence::of(&request, &report, input.now)?).await?;
         idempotency::remember(&mut tx, input, &report).await?;
         epilogue.write(&mut tx, &report).await?;
+        // The outbox: the change's event commits with it (after the
+        // epilogue, so an approval's escalation event comes first).
+        let actor = crate::events::EventActor {
+            kind: request.actor.kind,
+            id: request.actor.id.clone(),
+        };
+        if let Some(event) = crate::events::Event::applied(&report, actor, input.bulk, input.now)? {
+            crate::events::record(&mut tx, &event).await?;
+        }
         if input.dry_run {
             tx.rollback().await?;
         } else {

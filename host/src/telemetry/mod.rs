@@ -36,6 +36,8 @@ pub const BULK_JOBS: &str = "lethe_bulk_jobs_total";
 pub const BULK_ITEMS: &str = "lethe_bulk_items_total";
 pub const ESCALATIONS_PENDING: &str = "lethe_escalations_pending";
 pub const HTTP_REQUESTS: &str = "lethe_http_requests_total";
+pub const WEBHOOK_ATTEMPTS: &str = "lethe_webhook_attempts_total";
+pub const WEBHOOK_DELIVERIES: &str = "lethe_webhook_deliveries";
 pub const HTTP_SECONDS: &str = "lethe_http_request_seconds";
 
 /// Latency buckets in seconds, 100 µs to 10 s.
@@ -116,6 +118,14 @@ fn describe() {
     describe_gauge!(
         ESCALATIONS_PENDING,
         "Pending escalations per queue (read at scrape time)."
+    );
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Webhook delivery attempts, by tenant, answer class (2xx, 4xx, 5xx, none) and what followed (delivered, retry, dead, gone)."
+    );
+    describe_gauge!(
+        WEBHOOK_DELIVERIES,
+        "Webhook deliveries per tenant, endpoint and status (pending, delivered, dead; read at scrape time)."
     );
     describe_counter!(
         HTTP_REQUESTS,
@@ -205,6 +215,28 @@ pub fn bulk_item_done(status: &'static str) {
 /// Pending escalations of `queue`, as counted now.
 pub fn escalations_pending(queue: &str, pending: i64) {
     gauge!(ESCALATIONS_PENDING, "queue" => queue.to_owned()).set(pending as f64);
+}
+
+/// One webhook attempt: how the receiver answered, and what followed.
+pub fn webhook_attempt(tenant: &str, http_status: Option<u16>, next: &'static str) {
+    let class = match http_status {
+        Some(s) => match s / 100 {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        None => "none",
+    };
+    counter!(WEBHOOK_ATTEMPTS, "tenant" => tenant.to_owned(), "answer" => class, "next" => next)
+        .increment(1);
+}
+
+/// Deliveries of one endpoint in one status, as counted now.
+pub fn webhook_deliveries(tenant: &str, endpoint: &str, status: &str, n: i64) {
+    gauge!(WEBHOOK_DELIVERIES, "tenant" => tenant.to_owned(), "endpoint" => endpoint.to_owned(),
+        "status" => status.to_owned())
+    .set(n as f64);
 }
 
 /// One HTTP request, by route template (`/v1/tenants/{t}/users`, or

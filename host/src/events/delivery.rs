@@ -1,0 +1,281 @@
+//! The delivery worker of `lethe serve`: claims due deliveries under a
+//! lease (so several hosts share the work and never send one attempt
+//! twice), POSTs each event with Standard Webhooks headers, and records
+//! the attempt. 2xx delivers; 410 kills the delivery and disables the
+//! endpoint; anything else (another status, a timeout, a refused
+//! connection) is retried with exponential backoff and jitter until the
+//! horizon, then the delivery is dead: visible, redeliverable, never
+//! silently dropped. At least once: receivers deduplicate on `webhook-id`.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::signature::{self, Secret};
+use super::store::{unix_millis, Claimed, Next, Outcome};
+use super::{EventError, EventType, Events};
+
+/// What the receiver gets as the body.
+#[derive(Debug, Serialize)]
+struct Envelope<'a> {
+    /// The event id (also `webhook-id`).
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: EventType,
+    /// RFC 3339, the change's own time.
+    timestamp: String,
+    tenant: &'a str,
+    data: serde_json::Value,
+}
+
+fn rfc3339(at: i64) -> String {
+    jiff::Timestamp::from_second(at).map_or_else(|_| at.to_string(), |t| t.to_string())
+}
+
+/// The body of one event, serialised once and signed as sent.
+fn body(
+    id: &str,
+    event_type: EventType,
+    at: i64,
+    tenant: &str,
+    payload: &str,
+) -> Result<Vec<u8>, EventError> {
+    let data = serde_json::from_str(payload).map_err(|e| EventError::Corrupt(e.to_string()))?;
+    serde_json::to_vec(&Envelope {
+        id,
+        event_type,
+        timestamp: rfc3339(at),
+        tenant,
+        data,
+    })
+    .map_err(|e| EventError::Corrupt(e.to_string()))
+}
+
+/// One HTTP client for every attempt: no redirects (a 3xx is a failure,
+/// as the specification says), a time limit per attempt.
+fn client(timeout: Duration) -> Result<reqwest::Client, EventError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("lethe-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| EventError::InvalidEndpoint(format!("cannot build the HTTP client: {e}")))
+}
+
+/// POSTs `body` to `url`, signed with `secrets`.
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    secrets: &[Secret],
+    id: &str,
+    body: Vec<u8>,
+) -> Outcome {
+    let started_ms = unix_millis();
+    let timestamp = started_ms / 1000;
+    let refs: Vec<&Secret> = secrets.iter().collect();
+    let signature = signature::header(&refs, id, timestamp, &body);
+    let clock = Instant::now();
+    let result = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    let latency_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
+    match result {
+        Ok(resp) => {
+            let status = resp.status();
+            Outcome {
+                started_ms,
+                latency_ms,
+                http_status: Some(status.as_u16()),
+                error: (!status.is_success()).then(|| format!("answered {status}")),
+            }
+        }
+        Err(e) => Outcome {
+            started_ms,
+            latency_ms,
+            http_status: None,
+            error: Some(if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                format!("{e}")
+            }),
+        },
+    }
+}
+
+impl Events {
+    /// What comes after attempt `c.attempt` ended with `outcome`.
+    fn next(&self, c: &Claimed, outcome: &Outcome, now_ms: i64) -> Next {
+        match outcome.http_status {
+            Some(s) if (200..300).contains(&s) => return Next::Delivered,
+            Some(410) => return Next::Gone,
+            _ => {}
+        }
+        let s = &self.settings;
+        let exp = u32::try_from(c.attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(20);
+        let base = s
+            .backoff_base_secs
+            .saturating_mul(1 << exp)
+            .min(s.backoff_max_secs);
+        // ±20 % jitter, so receivers that failed together do not retry together.
+        let jitter = 0.8 + 0.4 * rand::random::<f64>();
+        let delay_ms = (base as f64 * 1000.0 * jitter) as i64;
+        let due = now_ms + delay_ms;
+        let horizon_ms = i64::try_from(s.horizon_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        if due - c.first_attempt_ms > horizon_ms {
+            Next::Dead
+        } else {
+            Next::RetryAt(due)
+        }
+    }
+
+    /// One attempt of a claimed delivery, recorded.
+    async fn attempt(&self, client: &reqwest::Client, worker: &str, c: Claimed) {
+        let outcome = match body(&c.event_id, c.event_type, c.at, &c.tenant, &c.payload) {
+            Ok(b) => send(client, &c.url, &c.secrets, &c.event_id, b).await,
+            Err(e) => Outcome {
+                started_ms: unix_millis(),
+                latency_ms: 0,
+                http_status: None,
+                error: Some(e.to_string()),
+            },
+        };
+        let next = self.next(&c, &outcome, unix_millis());
+        crate::telemetry::webhook_attempt(&c.tenant, outcome.http_status, next.label());
+        match self.finish(worker, &c, &outcome, next).await {
+            Ok(true) => tracing::debug!(status = ?outcome.http_status, ?next, "webhook attempt"),
+            Ok(false) => {
+                tracing::warn!("lease lost during a webhook attempt; its result is dropped")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot record a webhook attempt"),
+        }
+        if next == Next::Gone {
+            tracing::warn!(endpoint = %c.endpoint_id, "endpoint answered 410 Gone: disabled");
+        }
+    }
+
+    /// Sends a `webhook.ping` to one endpoint now, signed like any event,
+    /// and reports what it answered; nothing is stored.
+    pub async fn ping(
+        &self,
+        tenant: &str,
+        endpoint: &str,
+        now: i64,
+    ) -> Result<PingResult, EventError> {
+        let (url, secrets) = self.target(tenant, endpoint).await?;
+        let id = format!("evt-ping-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let payload = serde_json::json!({"endpoint": endpoint}).to_string();
+        let body = body(&id, EventType::WebhookPing, now, tenant, &payload)?;
+        let client = client(Duration::from_secs(self.settings.timeout_secs))?;
+        let outcome = send(&client, &url, &secrets, &id, body).await;
+        Ok(PingResult {
+            delivered: outcome.http_status.is_some_and(|s| (200..300).contains(&s)),
+            http_status: outcome.http_status,
+            latency_ms: outcome.latency_ms,
+            error: outcome.error,
+        })
+    }
+}
+
+/// What a test ping came to.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PingResult {
+    /// The endpoint answered 2xx.
+    pub delivered: bool,
+    pub http_status: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+/// Delivers until `stop`: claims up to `concurrency` due deliveries at a
+/// time and attempts them in parallel; polls when there is nothing due.
+pub async fn run(events: Events, mut stop: watch::Receiver<bool>) {
+    let worker = format!(
+        "deliverer-{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 4]>())
+    );
+    let s = events.settings.clone();
+    let client = match client(Duration::from_secs(s.timeout_secs)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no webhook delivery");
+            return;
+        }
+    };
+    let lease_ms = i64::try_from(s.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let poll = Duration::from_millis(s.poll_ms.max(10));
+    let mut running = JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let room = s.concurrency.max(1).saturating_sub(running.len());
+        let claimed = if room > 0 {
+            match events.claim(&worker, room as i64, lease_ms).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim webhook deliveries");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let idle = claimed.is_empty();
+        for c in claimed {
+            if *stop.borrow() {
+                if let Err(e) = events.release(&worker, &c).await {
+                    tracing::warn!(error = %e, "cannot release a webhook delivery");
+                }
+                continue;
+            }
+            let span = tracing::info_span!("webhook.attempt", event = %c.event_id,
+                endpoint = %c.endpoint_id, tenant = %c.tenant, attempt = c.attempt);
+            let (events, client, worker) = (events.clone(), client.clone(), worker.clone());
+            running
+                .spawn(async move { events.attempt(&client, &worker, c).await }.instrument(span));
+        }
+        if idle || running.len() >= s.concurrency.max(1) {
+            tokio::select! {
+                _ = running.join_next(), if !running.is_empty() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+    // In-flight attempts finish (each is bounded by the attempt timeout).
+    while running.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_the_envelope_with_the_stored_payload() {
+        let b = body(
+            "evt-1",
+            EventType::UserDeleted,
+            0,
+            "t1",
+            r#"{"user":"u-7"}"#,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["type"], "user.deleted");
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["data"]["user"], "u-7");
+    }
+}
