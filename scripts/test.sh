@@ -23,6 +23,11 @@ rustup target add wasm32-wasip2
 step "policy components (policies/build.sh)"
 bash policies/build.sh
 
+# tests/webhooks.rs verifies every delivery with an independent
+# implementation: the standardwebhooks PyPI package, pinned.
+step "webhook verifier (tests/webhooks/venv.sh)"
+bash tests/webhooks/venv.sh
+
 step "build lethe"
 cargo build --locked -p lethe
 

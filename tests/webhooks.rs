@@ -140,9 +140,14 @@ fn config(dir: &Path, url: &str, port: u16) -> std::path::PathBuf {
          \n\
          [[tenant]]\n\
          id = \"t5\"\n\
+         policy = \"{}\"\n\
+         \n\
+         [[tenant]]\n\
+         id = \"t1\"\n\
          policy = \"{}\"\n",
         policy_component("two-stage-erase").display(),
         policy_component("deactivate-first").display(),
+        policy_component("support-only").display(),
     );
     write_config(dir, url, &rest)
 }
@@ -151,13 +156,15 @@ struct Api<'a> {
     http: &'a reqwest::Client,
     base: String,
     operator: String,
+    support: String,
+    t1: String,
     t2: String,
     t5: String,
 }
 
 impl Api<'_> {
     async fn act(&self, t: &str, user: &str, body: Value) -> (StatusCode, Value) {
-        let key = if t == "t2" { &self.t2 } else { &self.t5 };
+        let key = self.key(t);
         call(
             self.http,
             Method::POST,
@@ -166,6 +173,35 @@ impl Api<'_> {
             Some(body),
         )
         .await
+    }
+
+    fn key(&self, t: &str) -> &str {
+        match t {
+            "t1" => &self.t1,
+            "t2" => &self.t2,
+            _ => &self.t5,
+        }
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> Value {
+        let (st, v) = call(
+            self.http,
+            Method::POST,
+            &format!("{}{path}", self.base),
+            Some(key),
+            Some(body),
+        )
+        .await;
+        assert!(st.is_success(), "{path}: {st} {v}");
+        v
+    }
+
+    /// The tenant's events matching `query`, newest first.
+    async fn events(&self, t: &str, query: &str) -> Vec<Value> {
+        let v = self
+            .get(&format!("/v1/tenants/{t}/events?{query}"), self.key(t))
+            .await;
+        v["events"].as_array().unwrap().clone()
     }
 
     async fn endpoint(&self, t: &str, url: &str, secret: &Secret, types: &[&str]) -> Value {
@@ -208,6 +244,8 @@ async fn events(backend: Backend) {
         http: &http,
         base: format!("http://127.0.0.1:{port}"),
         operator: create(Principal::Operator(String::new())).await,
+        support: create(Principal::Support).await,
+        t1: create(Principal::Tenant("t1".into())).await,
         t2: create(Principal::Tenant("t2".into())).await,
         t5: create(Principal::Tenant("t5".into())).await,
     };
@@ -288,6 +326,101 @@ async fn events(backend: Backend) {
         before
     );
 
+    // Every kind of change is in the outbox. Activations: the bootstrap.
+    let activated = api.events("t2", "type=policy.activated").await;
+    assert_eq!(activated.len(), 1, "{activated:#?}");
+    assert_eq!(activated[0]["data"]["kind"], "bootstrap");
+    assert_eq!(activated[0]["data"]["to_version"], 1);
+    // An escalation and its approval (seed 000), which applies the delete:
+    // the approval's event comes first in the user's sequence.
+    let (st, v) = api
+        .act(
+            "t1",
+            "t1-u5",
+            json!({"action": "delete", "actor_id": "t1-u1", "reason": "left"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let esc = v["escalation"]["id"].as_str().unwrap().to_owned();
+    api.post(
+        &format!("/v1/escalations/{esc}/approve"),
+        &api.support,
+        json!({"agent": "sam"}),
+    )
+    .await;
+    let trail = api.events("t1", "user=t1-u5").await;
+    let types: Vec<&str> = trail
+        .iter()
+        .rev()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["escalation.created", "escalation.approved", "user.deleted"],
+        "{trail:#?}"
+    );
+    let seqs: Vec<i64> = trail
+        .iter()
+        .rev()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(trail[2]["data"]["escalation"], esc.as_str());
+    assert_eq!(
+        trail[1]["data"]["actor"],
+        json!({"kind": "support", "id": "sam"})
+    );
+    assert!(
+        !trail.iter().any(|e| e.to_string().contains("left")),
+        "no free text: {trail:#?}"
+    );
+    // A bulk job's end, with its counts.
+    let preview = api
+        .post(
+            "/v1/tenants/t5/bulk/preview",
+            &api.t5,
+            json!({"action": "deactivate", "actor_id": "t5-u1", "filter": {"role": "mentee", "state": "active"}}),
+        )
+        .await;
+    let job = api
+        .post(
+            &format!(
+                "/v1/tenants/t5/bulk/{}/execute",
+                preview["preview_id"].as_str().unwrap()
+            ),
+            &api.t5,
+            json!({"confirm_count": preview["confirm_count"]}),
+        )
+        .await;
+    let path = format!("/v1/tenants/t5/jobs/{}", job["job_id"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let j = api.get(&path, &api.t5).await;
+        if j["status"] == "completed" {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "the job did not complete: {j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let finished = api.events("t5", "type=bulk.job.completed").await;
+    assert_eq!(finished.len(), 1, "{finished:#?}");
+    let data = &finished[0]["data"];
+    assert_eq!(data["job_id"], job["job_id"]);
+    assert!(job["applied"].as_u64().unwrap() > 0, "{job}");
+    for count in [
+        "total",
+        "applied",
+        "escalated",
+        "denied",
+        "failed",
+        "cancelled",
+    ] {
+        assert_eq!(data[count], job[count], "{count}: {data} vs {job}");
+    }
+    let deactivated = api.events("t5", "type=user.deactivated").await;
+    assert_eq!(deactivated.len() as u64, job["applied"].as_u64().unwrap());
+    assert!(deactivated.iter().all(|e| e["data"]["bulk"] == true));
+
     // 500, 500, 500, then 200: four attempts, one webhook-id.
     api.endpoint("t2", &rx.url("/flaky"), &secret, &["user.locked"])
         .await;
@@ -366,6 +499,56 @@ async fn events(backend: Backend) {
             .count(),
         1
     );
+    // A dead delivery is visible, and sent again on demand once the
+    // endpoint is back on.
+    let dead = api.events("t2", "status=dead").await;
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    let dead_id = dead[0]["id"].as_str().unwrap().to_owned();
+    let (st, v) = call(
+        &http,
+        Method::PATCH,
+        &format!("{}{path}", api.base),
+        Some(&api.operator),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!((st, &v["enabled"]), (StatusCode::OK, &json!(true)), "{v}");
+    let v = api
+        .post(
+            &format!("/v1/tenants/t2/events/{dead_id}/redeliver"),
+            &api.t2,
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["deliveries"][0]["status"], "pending", "{v}");
+    rx.wait_for("the redelivery", |r| {
+        r.iter().filter(|r| r["path"] == "/gone").count() == 2
+    })
+    .await;
+    // A test ping, signed like any event and stored nowhere.
+    let ok = api
+        .get("/v1/admin/tenants/t5/webhooks", &api.operator)
+        .await;
+    let ok_id = ok["endpoints"][0]["id"].as_str().unwrap().to_owned();
+    let ping = api
+        .post(
+            &format!("/v1/admin/tenants/t5/webhooks/{ok_id}/ping"),
+            &api.operator,
+            json!(null),
+        )
+        .await;
+    assert_eq!(
+        (&ping["delivered"], &ping["http_status"]),
+        (&json!(true), &json!(200)),
+        "{ping}"
+    );
+    let pings: Vec<Value> = rx
+        .received()
+        .into_iter()
+        .filter(|r| body(r)["type"] == "webhook.ping")
+        .collect();
+    assert_eq!(pings.len(), 1);
+    assert_eq!(pings[0]["verified"], true);
 
     // Every t2 event from here on, to a receiver that lags behind.
     api.endpoint("t2", &rx.url("/slow"), &secret, &[]).await;
