@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::signature::{self, Secret};
 use super::store::{unix_millis, Claimed, Next, Outcome};
-use super::{EventError, EventType, Events};
+use super::{EventError, EventType, Events, WebhookSettings};
 
 /// What the receiver gets as the body.
 #[derive(Debug, Serialize)]
@@ -112,34 +112,41 @@ async fn send(
     }
 }
 
-impl Events {
-    /// What comes after attempt `c.attempt` ended with `outcome`.
-    fn next(&self, c: &Claimed, outcome: &Outcome, now_ms: i64) -> Next {
-        match outcome.http_status {
-            Some(s) if (200..300).contains(&s) => return Next::Delivered,
-            Some(410) => return Next::Gone,
-            _ => {}
-        }
-        let s = &self.settings;
-        let exp = u32::try_from(c.attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX)
-            .min(20);
-        let base = s
-            .backoff_base_secs
-            .saturating_mul(1 << exp)
-            .min(s.backoff_max_secs);
-        // ±20 % jitter, so receivers that failed together do not retry together.
-        let jitter = 0.8 + 0.4 * rand::random::<f64>();
-        let delay_ms = (base as f64 * 1000.0 * jitter) as i64;
-        let due = now_ms + delay_ms;
-        let horizon_ms = i64::try_from(s.horizon_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        if due - c.first_attempt_ms > horizon_ms {
-            Next::Dead
-        } else {
-            Next::RetryAt(due)
-        }
+/// What follows attempt number `attempt` (1, 2, …) of a delivery first
+/// tried at `first_attempt_ms`, which the receiver answered with
+/// `http_status` (none: no answer) at `now_ms`. `jitter` in [0, 1) spreads
+/// the retries of receivers that failed together by ±20 %.
+fn next_step(
+    s: &WebhookSettings,
+    attempt: i64,
+    first_attempt_ms: i64,
+    http_status: Option<u16>,
+    now_ms: i64,
+    jitter: f64,
+) -> Next {
+    match http_status {
+        Some(code) if (200..300).contains(&code) => return Next::Delivered,
+        Some(410) => return Next::Gone,
+        _ => {}
     }
+    let exp = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(20);
+    let base = s
+        .backoff_base_secs
+        .saturating_mul(1 << exp)
+        .min(s.backoff_max_secs);
+    let delay_ms = (base as f64 * 1000.0 * (0.8 + 0.4 * jitter)) as i64;
+    let due = now_ms + delay_ms;
+    let horizon_ms = i64::try_from(s.horizon_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if due - first_attempt_ms > horizon_ms {
+        Next::Dead
+    } else {
+        Next::RetryAt(due)
+    }
+}
 
+impl Events {
     /// One attempt of a claimed delivery, recorded.
     async fn attempt(&self, client: &reqwest::Client, worker: &str, c: Claimed) {
         let outcome = match body(&c.event_id, c.event_type, c.at, &c.tenant, &c.payload) {
@@ -151,7 +158,14 @@ impl Events {
                 error: Some(e.to_string()),
             },
         };
-        let next = self.next(&c, &outcome, unix_millis());
+        let next = next_step(
+            &self.settings,
+            c.attempt,
+            c.first_attempt_ms,
+            outcome.http_status,
+            unix_millis(),
+            rand::random::<f64>(),
+        );
         crate::telemetry::webhook_attempt(&c.tenant, outcome.http_status, next.label());
         match self.finish(worker, &c, &outcome, next).await {
             Ok(true) => tracing::debug!(status = ?outcome.http_status, ?next, "webhook attempt"),
@@ -262,6 +276,39 @@ pub async fn run(events: Events, mut stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_double_up_to_the_cap_then_die_at_the_horizon() {
+        let s = WebhookSettings {
+            backoff_base_secs: 5,
+            backoff_max_secs: 60,
+            horizon_secs: 300,
+            ..WebhookSettings::default()
+        };
+        let at = |attempt, now| next_step(&s, attempt, 0, Some(500), now, 0.5);
+        assert_eq!(at(1, 0), Next::RetryAt(5_000));
+        assert_eq!(at(2, 5_000), Next::RetryAt(15_000));
+        assert_eq!(at(3, 15_000), Next::RetryAt(35_000));
+        assert_eq!(at(5, 100_000), Next::RetryAt(160_000), "capped at 60 s");
+        assert_eq!(
+            at(9, 250_000),
+            Next::Dead,
+            "the next try would pass the horizon"
+        );
+        // Jitter stays within ±20 %.
+        assert_eq!(next_step(&s, 1, 0, None, 0, 0.0), Next::RetryAt(4_000));
+        assert_eq!(
+            next_step(&s, 1, 0, None, 0, 0.999_999),
+            Next::RetryAt(5_999)
+        );
+        assert_eq!(next_step(&s, 7, 0, Some(204), 0, 0.5), Next::Delivered);
+        assert_eq!(next_step(&s, 1, 0, Some(410), 0, 0.5), Next::Gone);
+        assert_eq!(
+            next_step(&s, 1, 0, Some(301), 0, 0.5),
+            Next::RetryAt(5_000),
+            "no redirects"
+        );
+    }
 
     #[test]
     fn the_body_is_the_envelope_with_the_stored_payload() {

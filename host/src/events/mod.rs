@@ -387,8 +387,4 @@ impl Events {
     pub fn settings(&self) -> &WebhookSettings {
         &self.settings
     }
-
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
 }
