@@ -14,6 +14,9 @@
 //! - The server is SIGKILLed while deliveries lag behind commits; after a
 //!   restart every committed event reaches the receiver (0 lost), and each
 //!   user's events arrive in order.
+//! - After a secret rotation both secrets sign: a receiver on the old one
+//!   and one on the new one both verify.
+//! - Two servers on one database share the deliveries: each event once.
 //!
 //! Needs the components in `policies/dist/` and PostgreSQL at
 //! `LETHE_TEST_PG` (default postgres://postgres@127.0.0.1:5432).
@@ -660,6 +663,132 @@ async fn events(backend: Backend) {
             .collect();
         assert_eq!(order[user], expected, "{user}'s events out of order");
     }
+
+    // Secret rotation: both secrets sign for the overlap, so the receiver,
+    // which still knows only the old one, keeps verifying; and so does one
+    // that switched to the new one already.
+    let ok = api
+        .get("/v1/admin/tenants/t5/webhooks", &api.operator)
+        .await;
+    let ok_id = ok["endpoints"][0]["id"].as_str().unwrap().to_owned();
+    let rotated = api
+        .post(
+            &format!("/v1/admin/tenants/t5/webhooks/{ok_id}/rotate-secret"),
+            &api.operator,
+            json!({}),
+        )
+        .await;
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret.expose());
+    let (st, v) = api
+        .act(
+            "t5",
+            "t5-u7",
+            json!({"action": "lock", "actor_id": "t5-u1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let got = rx
+        .wait_for("the first event after the rotation", |r| {
+            r.iter()
+                .any(|r| r["path"] == "/ok" && body(r)["data"]["user"] == "t5-u7")
+        })
+        .await;
+    let after = got
+        .iter()
+        .rev()
+        .find(|r| body(r)["data"]["user"] == "t5-u7")
+        .unwrap();
+    assert_eq!(
+        after["verified"], true,
+        "the old secret still verifies: {after}"
+    );
+    let signatures = after["headers"]["webhook-signature"].as_str().unwrap();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    let python = String::from_utf8(
+        Command::new("bash")
+            .arg(root().join("tests/webhooks/venv.sh"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let verify = Command::new(python.trim())
+        .args([
+            "-c",
+            "import json,sys; from standardwebhooks.webhooks import Webhook; \
+             r = json.loads(sys.argv[2]); Webhook(sys.argv[1]).verify(r['body'], r['headers'])",
+            &new_secret,
+            &after.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "the new secret verifies too: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // Two servers on one database share the deliveries under leases: each
+    // event is sent once (the receiver answers at once, so nothing retries).
+    let port2 = free_port();
+    let dir2 = dir.path().join("second");
+    std::fs::create_dir_all(&dir2).unwrap();
+    let mut second = Server::spawn(
+        &config(&dir2, &t.url, port2),
+        port2,
+        &dir.path().join("serve3.log"),
+        LOG,
+    );
+    second.wait_healthy(&http).await;
+    api.endpoint(
+        "t5",
+        &rx.url("/replicas"),
+        &secret,
+        &["user.locked", "user.unlocked"],
+    )
+    .await;
+    let bases = [api.base.clone(), format!("http://127.0.0.1:{port2}")];
+    let mut sent = 0;
+    for i in 0..10 {
+        for (n, user) in ["t5-u11", "t5-u2"].into_iter().enumerate() {
+            let action = if i % 2 == 0 { "lock" } else { "unlock" };
+            let (st, v) = call(
+                &http,
+                Method::POST,
+                &format!("{}/v1/tenants/t5/users/{user}/actions", bases[(i + n) % 2]),
+                Some(&api.t5),
+                Some(json!({"action": action, "actor_id": "t5-u1"})),
+            )
+            .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            sent += 1;
+        }
+    }
+    rx.wait_for("the events of both servers", |r| {
+        r.iter().filter(|r| r["path"] == "/replicas").count() >= sent
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got: Vec<Value> = rx
+        .received()
+        .into_iter()
+        .filter(|r| r["path"] == "/replicas")
+        .collect();
+    let ids: BTreeSet<String> = got.iter().map(webhook_id).collect();
+    assert_eq!(
+        (got.len(), ids.len()),
+        (sent, sent),
+        "each event once: {got:#?}"
+    );
+    let attempts = scalar(
+        &t.db,
+        "SELECT COUNT(*) FROM lethe_webhook_attempts a JOIN lethe_webhook_endpoints e \
+         ON e.id = a.endpoint_id WHERE e.url LIKE '%/replicas'",
+    )
+    .await;
+    assert_eq!(attempts, sent as i64);
+    second.terminate().await;
     server.terminate().await;
     drop(rx);
     t.drop_db().await;
