@@ -7,6 +7,7 @@
 //! horizon, then the delivery is dead: visible, redeliverable, never
 //! silently dropped. At least once: receivers deduplicate on `webhook-id`.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -212,8 +213,11 @@ pub struct PingResult {
     pub error: Option<String>,
 }
 
-/// Delivers until `stop`: claims up to `concurrency` due deliveries at a
-/// time and attempts them in parallel; polls when there is nothing due.
+/// Delivers until `stop`. Claims up to two rounds of `concurrency`
+/// deliveries at a time (one read for many attempts) and attempts up to
+/// `concurrency` of them in parallel; polls when nothing is due. A claim
+/// waiting in the queue keeps its lease, which therefore outlasts two
+/// rounds of attempts at their time limit (see [`lease_ms`]).
 pub async fn run(events: Events, mut stop: watch::Receiver<bool>) {
     let worker = format!(
         "deliverer-{}-{}",
@@ -228,49 +232,52 @@ pub async fn run(events: Events, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
-    let lease_ms = i64::try_from(s.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let lease = lease_ms(&s);
     let poll = Duration::from_millis(s.poll_ms.max(10));
+    let concurrency = s.concurrency.max(1);
+    let mut queue: VecDeque<Claimed> = VecDeque::new();
     let mut running = JoinSet::new();
     loop {
         if *stop.borrow() {
             break;
         }
-        let room = s.concurrency.max(1).saturating_sub(running.len());
-        let claimed = if room > 0 {
-            match events.claim(&worker, room as i64, lease_ms).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim webhook deliveries");
-                    Vec::new()
-                }
+        if queue.is_empty() && running.len() < concurrency {
+            let batch = i64::try_from(2 * concurrency).unwrap_or(i64::MAX);
+            match events.claim(&worker, batch, lease).await {
+                Ok(claimed) => queue.extend(claimed),
+                Err(e) => tracing::warn!(error = %e, "cannot claim webhook deliveries"),
             }
-        } else {
-            Vec::new()
-        };
-        let idle = claimed.is_empty();
-        for c in claimed {
-            if *stop.borrow() {
-                if let Err(e) = events.release(&worker, &c).await {
-                    tracing::warn!(error = %e, "cannot release a webhook delivery");
-                }
-                continue;
-            }
+        }
+        while running.len() < concurrency {
+            let Some(c) = queue.pop_front() else { break };
             let span = tracing::info_span!("webhook.attempt", event = %c.event_id,
                 endpoint = %c.endpoint_id, tenant = %c.tenant, attempt = c.attempt);
             let (events, client, worker) = (events.clone(), client.clone(), worker.clone());
             running
                 .spawn(async move { events.attempt(&client, &worker, c).await }.instrument(span));
         }
-        if idle || running.len() >= s.concurrency.max(1) {
-            tokio::select! {
-                _ = running.join_next(), if !running.is_empty() => {}
-                _ = tokio::time::sleep(poll) => {}
-                _ = stop.changed() => {}
-            }
+        tokio::select! {
+            _ = running.join_next(), if !running.is_empty() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => {}
         }
     }
-    // In-flight attempts finish (each is bounded by the attempt timeout).
+    // Claims not started go back at once; attempts in flight finish (each
+    // bounded by the attempt timeout).
+    for c in queue {
+        if let Err(e) = events.release(&worker, &c).await {
+            tracing::warn!(error = %e, "cannot release a webhook delivery");
+        }
+    }
     while running.join_next().await.is_some() {}
+}
+
+/// The lease of a claim: the configured one, but never shorter than two
+/// rounds of attempts at their time limit plus a margin, so a queued claim
+/// cannot lapse (and be sent by another host too) before its attempt.
+fn lease_ms(s: &WebhookSettings) -> i64 {
+    let floor = s.timeout_secs.saturating_mul(3).saturating_add(5);
+    i64::try_from(s.lease_secs.max(floor).saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

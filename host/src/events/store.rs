@@ -673,9 +673,12 @@ impl Events {
         lease_ms: i64,
     ) -> Result<Vec<Claimed>, EventError> {
         let now = unix_millis();
+        // Candidates with everything an attempt needs, in one read.
         let candidates = sqlx::query(
-            "SELECT d.event_id, d.endpoint_id FROM lethe_webhook_deliveries d \
+            "SELECT d.event_id, d.endpoint_id, ev.tenant_id, ev.event_type, ev.at, ev.payload_json, e.url, \
+             e.secret, e.secret_previous, e.previous_until FROM lethe_webhook_deliveries d \
              JOIN lethe_webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled = 1 \
+             JOIN lethe_events ev ON ev.id = d.event_id \
              WHERE d.status = $1 AND d.next_attempt_ms <= $2 \
              AND (d.lease_until IS NULL OR d.lease_until < $2) \
              AND (d.user_id IS NULL OR NOT EXISTS (SELECT 1 FROM lethe_webhook_deliveries p \
@@ -692,6 +695,7 @@ impl Events {
         for c in candidates {
             let event_id: String = c.try_get(0)?;
             let endpoint_id: String = c.try_get(1)?;
+            // The conditional UPDATE is the claim.
             let row = sqlx::query(
                 "UPDATE lethe_webhook_deliveries SET lease_owner = $3, lease_until = $4, attempts = attempts + 1, \
                  first_attempt_ms = COALESCE(first_attempt_ms, $5) \
@@ -708,20 +712,9 @@ impl Events {
             .await?;
             // None: another worker was faster.
             let Some(row) = row else { continue };
-            let attempt: i64 = row.try_get(0)?;
-            let first_attempt_ms: i64 = row.try_get(1)?;
-            let detail = sqlx::query(
-                "SELECT ev.tenant_id, ev.event_type, ev.at, ev.payload_json, e.url, e.secret, e.secret_previous, \
-                 e.previous_until FROM lethe_events ev JOIN lethe_webhook_endpoints e ON e.id = $2 \
-                 WHERE ev.id = $1",
-            )
-            .bind(&event_id)
-            .bind(&endpoint_id)
-            .fetch_one(self.db.pool())
-            .await?;
-            let mut secrets = vec![parse_secret(&detail.try_get::<String, _>(5)?)?];
-            let previous: Option<String> = detail.try_get(6)?;
-            let until: Option<i64> = detail.try_get(7)?;
+            let mut secrets = vec![parse_secret(&c.try_get::<String, _>(7)?)?];
+            let previous: Option<String> = c.try_get(8)?;
+            let until: Option<i64> = c.try_get(9)?;
             if let (Some(p), Some(until)) = (previous, until) {
                 if until * 1000 > now {
                     secrets.push(parse_secret(&p)?);
@@ -730,14 +723,14 @@ impl Events {
             claimed.push(Claimed {
                 event_id,
                 endpoint_id,
-                tenant: detail.try_get(0)?,
-                event_type: detail.try_get::<String, _>(1)?.parse()?,
-                at: detail.try_get(2)?,
-                payload: detail.try_get(3)?,
-                url: detail.try_get(4)?,
+                tenant: c.try_get(2)?,
+                event_type: c.try_get::<String, _>(3)?.parse()?,
+                at: c.try_get(4)?,
+                payload: c.try_get(5)?,
+                url: c.try_get(6)?,
                 secrets,
-                attempt,
-                first_attempt_ms,
+                attempt: row.try_get(0)?,
+                first_attempt_ms: row.try_get(1)?,
             });
         }
         Ok(claimed)
