@@ -552,6 +552,39 @@ async fn events(backend: Backend) {
         .collect();
     assert_eq!(pings.len(), 1);
     assert_eq!(pings[0]["verified"], true);
+    // Per endpoint and status on /metrics, zeros included.
+    let metrics = http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = |status: &str| {
+        format!(
+            "lethe_webhook_deliveries{{tenant=\"t5\",endpoint=\"{ok_id}\",status=\"{status}\"}}"
+        )
+    };
+    let line = |status: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&series(status)))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        line("dead").as_deref(),
+        Some(format!("{} 0", series("dead")).as_str()),
+        "{metrics}"
+    );
+    let delivered: f64 = line("delivered")
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(delivered >= 1.0, "{metrics}");
 
     // Every t2 event from here on, to a receiver that lags behind.
     api.endpoint("t2", &rx.url("/slow"), &secret, &[]).await;

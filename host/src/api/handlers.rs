@@ -203,8 +203,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     match state.events().counts_by_endpoint().await {
         Ok(rows) => {
-            for (tenant, endpoint, status, n) in rows {
-                crate::telemetry::webhook_deliveries(&tenant, &endpoint, &status, n);
+            for (tenant, endpoint, c) in rows {
+                let statuses = [
+                    ("pending", c.pending),
+                    ("failing", c.failing),
+                    ("delivered", c.delivered),
+                    ("dead", c.dead),
+                ];
+                for (status, n) in statuses {
+                    crate::telemetry::webhook_deliveries(&tenant, &endpoint, status, n);
+                }
             }
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count webhook deliveries"),

@@ -534,42 +534,51 @@ impl Events {
     }
 
     async fn counts(&self, endpoint: &str) -> Result<DeliveryCounts, EventError> {
-        let rows = sqlx::query(
-            "SELECT status, CAST(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) AS BIGINT), COUNT(*) \
-             FROM lethe_webhook_deliveries WHERE endpoint_id = $1 GROUP BY status",
-        )
-        .bind(endpoint)
-        .fetch_all(self.db.pool())
-        .await?;
-        let mut c = DeliveryCounts::default();
-        for r in rows {
-            let status = DeliveryStatus::parse(&r.try_get::<String, _>(0)?)?;
-            let tried: i64 = r.try_get(1)?;
-            let all: i64 = r.try_get(2)?;
-            match status {
-                DeliveryStatus::Pending => {
-                    c.failing = tried;
-                    c.pending = all - tried;
-                }
-                DeliveryStatus::Delivered => c.delivered = all,
-                DeliveryStatus::Dead => c.dead = all,
-            }
-        }
-        Ok(c)
+        let rows = self.grouped_counts(Some(endpoint)).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|(_, _, c)| c)
+            .unwrap_or_default())
     }
 
-    /// Deliveries per tenant, endpoint and status, for the metrics gauge.
+    /// Deliveries per tenant and endpoint, every status counted (zeros
+    /// included, so a gauge falls back to 0), for the metrics.
     pub async fn counts_by_endpoint(
         &self,
-    ) -> Result<Vec<(String, String, String, i64)>, EventError> {
+    ) -> Result<Vec<(String, String, DeliveryCounts)>, EventError> {
+        self.grouped_counts(None).await
+    }
+
+    async fn grouped_counts(
+        &self,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<(String, String, DeliveryCounts)>, EventError> {
         let rows = sqlx::query(
-            "SELECT tenant_id, endpoint_id, status, COUNT(*) FROM lethe_webhook_deliveries \
-             GROUP BY tenant_id, endpoint_id, status",
+            "SELECT tenant_id, endpoint_id, \
+             CAST(SUM(CASE WHEN status = $2 AND attempts = 0 THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN status = $2 AND attempts > 0 THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN status = $3 THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN status = $4 THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM lethe_webhook_deliveries WHERE ($1 IS NULL OR endpoint_id = $1) \
+             GROUP BY tenant_id, endpoint_id ORDER BY tenant_id, endpoint_id",
         )
+        .bind(endpoint.map(str::to_owned))
+        .bind(DeliveryStatus::Pending.as_str())
+        .bind(DeliveryStatus::Delivered.as_str())
+        .bind(DeliveryStatus::Dead.as_str())
         .fetch_all(self.db.pool())
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .map(|r| {
+                let counts = DeliveryCounts {
+                    pending: r.try_get(2)?,
+                    failing: r.try_get(3)?,
+                    delivered: r.try_get(4)?,
+                    dead: r.try_get(5)?,
+                };
+                Ok((r.try_get(0)?, r.try_get(1)?, counts))
+            })
             .collect()
     }
 }

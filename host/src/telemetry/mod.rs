@@ -125,7 +125,7 @@ fn describe() {
     );
     describe_gauge!(
         WEBHOOK_DELIVERIES,
-        "Webhook deliveries per tenant, endpoint and status (pending, delivered, dead; read at scrape time)."
+        "Webhook deliveries per tenant, endpoint and status (pending: not tried yet; failing: tried, due again; delivered; dead), read at scrape time."
     );
     describe_counter!(
         HTTP_REQUESTS,
