@@ -447,6 +447,21 @@ async fn events(backend: Backend) {
     assert_eq!(ids.len(), 1, "every attempt carries the same webhook-id");
     assert!(flaky.iter().all(|r| r["verified"] == true));
     let id = ids.into_iter().next().unwrap();
+    // Another tenant's key reaches none of it: 404, like a missing event.
+    for path in [
+        format!("/v1/tenants/t5/events/{id}"),
+        format!("/v1/tenants/t2/events/{id}"),
+    ] {
+        let (st, v) = call(
+            &http,
+            Method::GET,
+            &format!("{}{path}", api.base),
+            Some(&api.t5),
+            None,
+        )
+        .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{path}: {v}");
+    }
     let event = api
         .get(&format!("/v1/tenants/t2/events/{id}"), &api.t2)
         .await;

@@ -10,7 +10,7 @@
 //! reviewed copy, changes only when the contract does (`tests/api.rs`).
 
 use utoipa::openapi::link::LinkBuilder;
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
@@ -225,16 +225,22 @@ const JOB: Param = ("id", "$response.body#/job_id");
 const VERSION: Param = ("n", "$response.body#/version");
 const ENDPOINT: Param = ("id", "$response.body#/id");
 
+/// The operations of a path, whatever their methods.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
 fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
     for item in openapi.paths.paths.values_mut() {
-        let operations = [
-            item.get.as_mut(),
-            item.put.as_mut(),
-            item.post.as_mut(),
-            item.delete.as_mut(),
-            item.patch.as_mut(),
-        ];
-        for op in operations.into_iter().flatten() {
+        for op in operations(item) {
             let Some(id) = op.operation_id.clone() else {
                 continue;
             };
@@ -273,14 +279,7 @@ impl utoipa::Modify for Contract {
         add_links(openapi);
         for (path, item) in openapi.paths.paths.iter_mut() {
             let audience = Audience::of(path);
-            let operations = [
-                item.get.as_mut(),
-                item.put.as_mut(),
-                item.post.as_mut(),
-                item.delete.as_mut(),
-                item.patch.as_mut(),
-            ];
-            for op in operations.into_iter().flatten() {
+            for op in operations(item) {
                 declare(op, path, audience);
             }
         }

@@ -33,7 +33,7 @@ mod status;
 mod store;
 mod worker;
 
-use crate::clock::unix_now;
+use crate::clock::{unix_millis, unix_now};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -294,11 +294,4 @@ impl Bulk {
     fn store(&self) -> &store::Store {
         &self.inner.store
     }
-}
-
-/// Unix milliseconds now (leases).
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -552,7 +552,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         &Asked::Status { tenant },
         args.json,
         "policy status",
-        |s: &Status| render_status(s, now_ms(), args.history),
+        |s: &Status| render_status(s, lethe::clock::unix_millis(), args.history),
     )
 }
 
@@ -649,11 +649,4 @@ fn reply<T: serde::de::DeserializeOwned>(
     let text = answer.map_err(|f| fail(&f, asked, json))?;
     show(&text, json, what, summary)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Unix milliseconds, as the replicas' heartbeats are kept.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -16,8 +16,9 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::signature::{self, Secret};
-use super::store::{unix_millis, Claimed, Next, Outcome};
+use super::store::{Claimed, Next, Outcome};
 use super::{EventError, EventType, Events, WebhookSettings};
+use crate::clock::unix_millis;
 
 /// What the receiver gets as the body.
 #[derive(Debug, Serialize)]

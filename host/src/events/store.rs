@@ -1,21 +1,17 @@
 //! Every statement on `lethe_events`, `lethe_event_streams` and the
 //! `lethe_webhook_*` tables: the events capability owns them.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::signature::Secret;
 use super::{Event, EventError, EventType, Events};
+use crate::clock::unix_millis;
 use crate::db::DbError;
 use crate::page::Limit;
-
-/// Unix milliseconds now.
-pub(super) fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// Where one event stands for one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -346,20 +342,33 @@ impl Events {
         events: &mut [StoredEvent],
         log: Log,
     ) -> Result<(), EventError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One read for the whole page.
+        let params: Vec<String> = (1..=events.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM lethe_webhook_deliveries WHERE event_id IN ({}) \
+             ORDER BY event_id, endpoint_id",
+            params.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for event in events.iter() {
+            q = q.bind(event.id.clone());
+        }
+        let mut by_event: HashMap<String, Vec<Delivery>> = HashMap::new();
+        for row in &q.fetch_all(self.db.pool()).await? {
+            let (event, d) = delivery_from_row(row)?;
+            by_event.entry(event).or_default().push(d);
+        }
         for event in events.iter_mut() {
-            let rows = sqlx::query(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM lethe_webhook_deliveries WHERE event_id = $1 ORDER BY endpoint_id"
-            ))
-            .bind(&event.id)
-            .fetch_all(self.db.pool())
-            .await?;
-            for row in &rows {
-                let (_, mut d) = delivery_from_row(row)?;
-                if log == Log::With {
+            let mut deliveries = by_event.remove(&event.id).unwrap_or_default();
+            if log == Log::With {
+                for d in &mut deliveries {
                     d.log = self.attempts(&event.id, &d.endpoint_id).await?;
                 }
-                event.deliveries.push(d);
             }
+            event.deliveries = deliveries;
         }
         Ok(())
     }
