@@ -5,7 +5,10 @@
 //! account stays, with status Inactive, and can be reactivated; an inactive
 //! account can be deleted permanently, an active one cannot, and a deleted
 //! account can never be retrieved. Lock does not exist in the article; this
-//! policy treats a locked user as not yet deactivated. See README.md.
+//! policy treats a locked user as not yet deactivated. An identity provider
+//! deprovisioning over SCIM (a system actor with id `scim:<label>`) follows a
+//! tenant admin's rules; the window-expiry sweep (id `system`) only erases.
+//! See README.md.
 
 use lethe_policy::{
     export_policy, log, Action, ActorKind, Decision, LifecycleState, Plan, Policy, PolicyInfo,
@@ -20,6 +23,10 @@ struct DeactivateFirst;
 impl Policy for DeactivateFirst {
     fn decide(req: &Request) -> Decision {
         match req.actor.kind {
+            // An identity provider deprovisioning over SCIM (a system actor
+            // with id `scim:<label>`) manages the lifecycle like a tenant
+            // admin; the rule id records that it was not a person.
+            ActorKind::System if req.actor.is_identity_provider() => identity_provider(req),
             ActorKind::System => system(req),
             ActorKind::TenantUser if !req.actor.has_role("admin") => Decision::deny(
                 "not-admin",
@@ -139,7 +146,15 @@ fn erase(req: &Request) -> Decision {
     Decision::allow(permanent_removal(req)).rule("erase.deleted")
 }
 
-/// The system actor only runs the window-expiry sweep, i.e. erase.
+/// An identity provider acting over SCIM gets exactly a tenant admin's
+/// rules (deactivate first, delete permanently, never restore); the
+/// decision's rule trail ends with `actor.identity-provider`, so operators
+/// see the request came from the provider and not from a person.
+fn identity_provider(req: &Request) -> Decision {
+    admin_action(req).rule("actor.identity-provider")
+}
+
+/// The sweep (a system actor that is not an identity provider) only erases.
 fn system(req: &Request) -> Decision {
     if req.action == Action::Erase {
         return erase(req);

@@ -41,9 +41,36 @@ impl Actor {
         self.kind == ActorKind::Support
     }
 
-    /// Lethe itself, e.g. the window-expiry sweep.
+    /// Lethe itself: the window-expiry sweep (id `system`), or an identity
+    /// provider deprovisioning users over SCIM (id `scim:<token label>`, see
+    /// [`Actor::identity_provider`]). Rules that mean only the sweep should
+    /// check `is_system() && !is_identity_provider()`.
     pub fn is_system(&self) -> bool {
         self.kind == ActorKind::System
+    }
+
+    /// The label of the identity provider acting over SCIM, e.g. `"okta"`.
+    ///
+    /// The contract has no actor kind of its own for identity providers:
+    /// Lethe presents a SCIM request as a `system` actor whose id is
+    /// `scim:<label>`, where `<label>` names the SCIM token the provider
+    /// authenticated with (`scim:okta` gives `Some("okta")`). `None` for
+    /// every other actor, the window-expiry sweep (id `system`) included,
+    /// and for a tenant user or support agent whose id merely starts with
+    /// `scim:`. Like every system actor, an identity provider carries no
+    /// roles, permissions, domain or attributes.
+    pub fn identity_provider(&self) -> Option<&str> {
+        if self.kind == ActorKind::System {
+            self.id.strip_prefix("scim:")
+        } else {
+            None
+        }
+    }
+
+    /// An identity provider acting over SCIM (see
+    /// [`Actor::identity_provider`]).
+    pub fn is_identity_provider(&self) -> bool {
+        self.identity_provider().is_some()
     }
 }
 
@@ -181,5 +208,34 @@ mod tests {
         req.actor.domain.clear();
         req.subject.domain.clear();
         assert!(!req.same_domain(), "two empty domains are no match");
+    }
+
+    #[test]
+    fn identity_providers_are_system_actors_with_a_scim_id() {
+        let mut actor = request().actor;
+        actor.id = "scim:okta".into();
+        assert_eq!(actor.identity_provider(), None, "only system actors");
+        assert!(!actor.is_identity_provider());
+
+        actor.kind = ActorKind::System;
+        assert_eq!(actor.identity_provider(), Some("okta"));
+        assert!(actor.is_identity_provider() && actor.is_system());
+
+        actor.id = "scim:".into();
+        assert_eq!(
+            actor.identity_provider(),
+            Some(""),
+            "an empty label is still SCIM"
+        );
+
+        for id in ["system", "lethe", "SCIM:okta", "okta"] {
+            actor.id = id.into();
+            assert_eq!(actor.identity_provider(), None, "{id}");
+            assert!(actor.is_system() && !actor.is_identity_provider());
+        }
+
+        actor.kind = ActorKind::Support;
+        actor.id = "scim:entra".into();
+        assert!(!actor.is_identity_provider());
     }
 }

@@ -5,7 +5,9 @@
 //! admins because a delete cascades into contacts, campaigns and assets, and
 //! undoing a wrong one was costly. Admins keep lock/unlock; every
 //! irreversible or data-destroying request goes to the `support` queue, where
-//! an agent re-submits it as a support actor. See README.md for the rules.
+//! an agent re-submits it as a support actor. An identity provider
+//! deprovisioning over SCIM (a system actor with id `scim:<label>`) is held
+//! to a tenant admin's rules. See README.md for the rules.
 
 use lethe_policy::{
     export_policy, log, Action, ActorKind, Decision, LifecycleState, Plan, Policy, PolicyInfo,
@@ -14,7 +16,8 @@ use lethe_policy::{
 
 /// Days a support delete stays restorable.
 const RESTORE_WINDOW_DAYS: u32 = 30;
-/// The queue that receives every tenant request to delete, restore or erase.
+/// The queue that receives every tenant admin's or identity provider's
+/// request to delete, restore or erase.
 const SUPPORT_QUEUE: &str = "support";
 /// What a support delete removes, with everything attached to it.
 const CASCADED: [&str; 3] = ["contacts", "campaigns", "assets"];
@@ -40,6 +43,9 @@ impl Policy for SupportOnly {
         match req.actor.kind {
             ActorKind::TenantUser => tenant_user(req),
             ActorKind::Support => support(req),
+            // An identity provider deprovisioning over SCIM (a system actor
+            // with id `scim:<label>`) is held to a tenant admin's rules.
+            ActorKind::System if req.actor.is_identity_provider() => identity_provider(req),
             ActorKind::System => system(req),
         }
     }
@@ -75,6 +81,21 @@ fn tenant_user(req: &Request) -> Decision {
         )
         .rule("tenant.non-admin-refused");
     }
+    tenant_admin(req, &format!("Tenant admin {}", req.actor.id))
+}
+
+/// An identity provider acting over SCIM: a tenant admin's rules (lock and
+/// unlock allowed, deactivate and reactivate not offered, delete, restore
+/// and erase escalated to support), with `actor.identity-provider` ending
+/// the rule trail.
+fn identity_provider(req: &Request) -> Decision {
+    let label = req.actor.identity_provider().unwrap_or_default();
+    tenant_admin(req, &format!("Identity provider {label} (SCIM)")).rule("actor.identity-provider")
+}
+
+/// What a tenant admin may do; `requester` opens the escalation reason
+/// support reads, e.g. "Tenant admin u-1".
+fn tenant_admin(req: &Request, requester: &str) -> Decision {
     match req.action {
         Action::Lock | Action::Unlock => {
             Decision::allow(Plan::keep_all()).rule("access.admin-lock")
@@ -83,9 +104,8 @@ fn tenant_user(req: &Request) -> Decision {
         Action::Delete => Decision::escalate(
             SUPPORT_QUEUE,
             format!(
-                "Tenant admin {} asks to delete user {}. A delete cascades their {}; only \
+                "{requester} asks to delete user {}. A delete cascades their {}; only \
                  support deletes users on this platform. Lock the user meanwhile to revoke access.",
-                req.actor.id,
                 req.subject.id,
                 cascade_summary(req)
             ),
@@ -94,18 +114,18 @@ fn tenant_user(req: &Request) -> Decision {
         Action::Restore => Decision::escalate(
             SUPPORT_QUEUE,
             format!(
-                "Tenant admin {} asks to restore deleted user {} (their contacts, campaigns and \
+                "{requester} asks to restore deleted user {} (their contacts, campaigns and \
                  assets come back from the restore log); only support restores users.",
-                req.actor.id, req.subject.id
+                req.subject.id
             ),
         )
         .rule("restore.escalate-to-support"),
         Action::Erase => Decision::escalate(
             SUPPORT_QUEUE,
             format!(
-                "Tenant admin {} asks to erase deleted user {} before the restore window ends; \
+                "{requester} asks to erase deleted user {} before the restore window ends; \
                  erasure is irreversible and only support performs it.",
-                req.actor.id, req.subject.id
+                req.subject.id
             ),
         )
         .rule("erase.escalate-to-support"),
@@ -137,6 +157,8 @@ fn support(req: &Request) -> Decision {
     }
 }
 
+/// The window-expiry sweep (a system actor that is not an identity
+/// provider): it only erases, and only once the restore window is over.
 fn system(req: &Request) -> Decision {
     if req.action != Action::Erase {
         return Decision::deny(
