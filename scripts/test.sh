@@ -3,7 +3,8 @@
 # pinned Python/JavaScript policy toolchains, builds every policy component,
 # then the Rust test suites (each seed policy's cases through `lethe policy
 # test`, the hostile corpus, SQLite and PostgreSQL), the API contract suite
-# (Schemathesis, pinned, in target/schemathesis-venv), formatting and lints.
+# (Schemathesis, pinned, in target/schemathesis-venv), the SCIM conformance
+# run (scim2-cli, pinned, in target/scim-venv), formatting and lints.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -40,6 +41,13 @@ cargo test --locked --workspace -- --test-threads=2
 # 0 findings (tests/schemathesis/run.sh).
 step "API contract (Schemathesis)"
 bash tests/schemathesis/run.sh target/debug/lethe
+
+# scim2-cli's conformance run (scim2-tester, pinned, in target/scim-venv)
+# against a seeded `lethe serve`, on both backends: every check SUCCESS.
+step "SCIM conformance (scim2-cli), SQLite"
+bash tests/scim/run.sh target/debug/lethe sqlite
+step "SCIM conformance (scim2-cli), PostgreSQL"
+bash tests/scim/run.sh target/debug/lethe postgres
 
 step "fmt and clippy"
 cargo fmt --all -- --check

@@ -11,7 +11,14 @@ CREATE TABLE IF NOT EXISTS users (
     id                TEXT PRIMARY KEY,
     tenant_id         TEXT NOT NULL,
     email             TEXT,
-    name              TEXT NOT NULL,
+    -- The login name (SCIM userName); seeded users log in with their email.
+    username          TEXT,
+    -- The display name.
+    name              TEXT,
+    given_name        TEXT,
+    family_name       TEXT,
+    -- The identity provider's id of a user provisioned over SCIM.
+    external_id       TEXT,
     phone             TEXT,
     avatar_url        TEXT,
     role              TEXT NOT NULL,            -- comma-separated roles

@@ -104,6 +104,41 @@ pub struct UsersMap {
     /// Columns scrubbed with the profile and on erase.
     #[serde(default)]
     pub personal: Vec<PersonalColumn>,
+    /// Where SCIM attributes live; absent: the tenant's SCIM endpoints
+    /// answer 404.
+    pub scim: Option<ScimColumns>,
+}
+
+/// The users-table columns behind SCIM's User attributes (RFC 7643 §4.1).
+///
+/// `displayName` is the users map's `display_name`, `emails[0].value` its
+/// `email`, and `active` is read from the lifecycle state (active or not);
+/// the columns here are the rest. Only attributes with a column are
+/// published in `/Schemas`, so an identity provider never sends a value
+/// Lethe would drop. Columns holding a person's data belong in the users
+/// map's `personal` list too, so an erase scrubs them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimColumns {
+    /// `userName`, unique among the tenant's users that are not erased.
+    pub user_name: String,
+    pub external_id: Option<String>,
+    /// `name.givenName`.
+    pub given_name: Option<String>,
+    /// `name.familyName`.
+    pub family_name: Option<String>,
+    /// Values of other columns a user created over SCIM gets, e.g. `role =
+    /// "member"` (the domain, when mapped and not given here, is the email's).
+    #[serde(default)]
+    pub defaults: BTreeMap<String, String>,
+    /// Keys of users created over SCIM are this prefix and 24 hex digits
+    /// (the users key must be a text column).
+    #[serde(default = "default_scim_key_prefix")]
+    pub key_prefix: String,
+}
+
+fn default_scim_key_prefix() -> String {
+    "scim-".into()
 }
 
 /// The state column and the value each lifecycle state is stored as.
@@ -345,6 +380,20 @@ impl DataMap {
             }
             for p in &u.personal {
                 v.column(origin, &u.table, &p.column, None);
+            }
+            if let Some(scim) = &u.scim {
+                let origin = "users.scim";
+                v.column(origin, &u.table, &u.key, Some(ColumnKind::Text));
+                v.column(origin, &u.table, &scim.user_name, Some(ColumnKind::Text));
+                for c in [&scim.external_id, &scim.given_name, &scim.family_name]
+                    .into_iter()
+                    .flatten()
+                {
+                    v.column(origin, &u.table, c, Some(ColumnKind::Text));
+                }
+                for c in scim.defaults.keys() {
+                    v.column(origin, &u.table, c, None);
+                }
             }
         }
 

@@ -335,6 +335,29 @@ async fn by_action(db: &Db, action_id: &str) -> Result<Option<Escalation>, Escal
     row.as_ref().map(from_row).transpose()
 }
 
+/// The pending escalation of `action` on `tenant`'s `user`, if one waits:
+/// asking again (an identity provider retrying its DELETE) joins it rather
+/// than queueing a second one.
+pub async fn pending_of(
+    db: &Db,
+    tenant: &str,
+    user: &str,
+    action: Action,
+) -> Result<Option<Escalation>, EscalationError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM lethe_escalations \
+         WHERE tenant_id = $1 AND user_id = $2 AND action = $3 AND status = $4 \
+         ORDER BY created_at, id"
+    ))
+    .bind(tenant)
+    .bind(user)
+    .bind(action.as_str())
+    .bind(EscalationStatus::Pending.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// Escalations, oldest first, optionally of one tenant and one status.
 pub async fn list(
     db: &Db,

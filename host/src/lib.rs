@@ -36,3 +36,4 @@ pub mod escalation;
 pub mod events;
 pub mod evidence;
 pub mod page;
+pub mod scim;

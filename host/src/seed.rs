@@ -190,7 +190,10 @@ pub async fn seed(db: &Db, opts: &SeedOptions) -> Result<SeedReport, DbError> {
             "id",
             "tenant_id",
             "email",
+            "username",
             "name",
+            "given_name",
+            "family_name",
             "phone",
             "avatar_url",
             "role",
@@ -367,11 +370,18 @@ pub async fn seed(db: &Db, opts: &SeedOptions) -> Result<SeedReport, DbError> {
             } else {
                 Some(EPOCH - rng.random_range(0..86_400 * 60))
             };
+            // The login name is the email, as most platforms (and Okta's
+            // default profile) have it.
+            let mut parts = name.splitn(2, ' ');
+            let (given, family) = (parts.next(), parts.next());
             users.push(vec![
                 t(&uid),
                 t(&tenant),
+                t(&email),
                 t(email),
                 t(name),
+                Value::Text(given.map(str::to_owned)),
+                Value::Text(family.map(str::to_owned)),
                 t(format!("+1-555-{g:07}")),
                 if u % 2 == 0 {
                     t(format!("https://cdn.example/avatars/{uid}.png"))

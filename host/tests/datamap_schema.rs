@@ -75,6 +75,23 @@ async fn errors_name_table_and_column() {
             "{p:?}"
         );
 
+        // SCIM columns are checked like the others: a misspelt one, and a
+        // default for a column that does not exist.
+        let map = DataMap::parse(
+            &DEMO
+                .replace("user_name = \"username\"", "user_name = \"usrname\"")
+                .replace("role = \"member\"", "rank = \"member\""),
+        )
+        .unwrap();
+        let p = problems(map.validate(&schema).unwrap_err());
+        for column in ["users.usrname", "users.rank"] {
+            assert!(
+                p.iter()
+                    .any(|p| p.contains(&format!("users.scim: {column}: no such column"))),
+                "{backend:?}: {p:?}"
+            );
+        }
+
         // A missing table.
         let map =
             DataMap::parse(&DEMO.replace("table = \"products\"", "table = \"prodcts\"")).unwrap();

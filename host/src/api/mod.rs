@@ -19,6 +19,7 @@ mod events;
 mod handlers;
 pub mod openapi;
 pub mod problem;
+mod scim;
 
 use crate::clock::unix_now;
 use crate::error_code::ErrorCode;
@@ -39,6 +40,7 @@ use crate::deploy::Deployments;
 use crate::directory::Directory;
 use crate::events::{Events, WebhookSettings};
 use crate::executor::Executor;
+use crate::scim::Scim;
 use crate::tenancy::TenantPolicies;
 
 pub use auth::{Caller, Operator, SupportAgent, TenantActor, TenantReader};
@@ -57,6 +59,7 @@ struct Inner {
     directory: Directory,
     bulk: Bulk,
     events: Events,
+    scim: Scim,
     deployments: Deployments,
     keys: StaticKeys,
     /// Tenants the configuration declares; `/readyz` checks each has a
@@ -90,6 +93,7 @@ impl AppState {
         let directory = Directory::new(executor.platform().clone());
         let bulk = Bulk::new(executor.clone(), bulk);
         let events = Events::new(executor.db().clone(), webhooks);
+        let scim = Scim::new(executor.clone());
         AppState {
             inner: Arc::new(Inner {
                 executor,
@@ -97,6 +101,7 @@ impl AppState {
                 directory,
                 bulk,
                 events,
+                scim,
                 deployments,
                 keys,
                 tenants,
@@ -115,6 +120,9 @@ impl AppState {
     }
     fn events(&self) -> &Events {
         &self.inner.events
+    }
+    fn scim(&self) -> &Scim {
+        &self.inner.scim
     }
     fn policies(&self) -> &TenantPolicies {
         &self.inner.policies
@@ -192,6 +200,7 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
             "/v1/tenants/{t}/events/{id}/redeliver",
             post(events::redeliver),
         )
+        .route("/v1/tenants/{t}/scim/requests", get(scim::requests))
         .route("/v1/escalations", get(support_escalations))
         .route("/v1/escalations/{id}", get(escalation))
         .route("/v1/escalations/{id}/approve", post(approve))
@@ -241,6 +250,19 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
             "/v1/admin/tenants/{t}/webhooks/{id}/ping",
             post(events::ping_webhook),
         )
+        .route(
+            "/v1/admin/tenants/{t}/scim",
+            get(scim::settings).put(scim::set_settings),
+        )
+        .route(
+            "/v1/admin/tenants/{t}/scim/tokens",
+            get(scim::tokens).post(scim::create_token),
+        )
+        .route(
+            "/v1/admin/tenants/{t}/scim/tokens/{id}",
+            axum::routing::delete(scim::revoke_token),
+        )
+        .nest("/scim/v2/{t}", scim::router())
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::OpenApi;
 
-use super::{admin, bulk, events, handlers, problem};
+use super::{admin, bulk, events, handlers, problem, scim};
 use crate::error_code::ErrorCode;
 
 /// The OpenAPI document, generated from the handlers and their types.
@@ -32,7 +32,8 @@ use crate::error_code::ErrorCode;
         admin::policy_status, admin::replay, admin::replays, admin::replay_report, admin::start_shadow,
         admin::stop_shadow, admin::shadow_status, events::list_events, events::event, events::redeliver,
         events::create_webhook, events::webhooks, events::webhook, events::update_webhook,
-        events::rotate_webhook_secret, events::ping_webhook
+        events::rotate_webhook_secret, events::ping_webhook, scim::create_token, scim::tokens,
+        scim::revoke_token, scim::settings, scim::set_settings, scim::requests
     ),
     components(schemas(
         problem::ProblemDetails, ErrorCode, handlers::Health, handlers::Readiness, handlers::ActionRequest, handlers::ActionResponse,
@@ -60,7 +61,10 @@ use crate::error_code::ErrorCode;
         crate::events::EscalationChanged, crate::events::BulkJobFinished, crate::events::PolicyActivated,
         crate::events::EventActor, crate::events::delivery::PingResult, events::RedeliverRequest,
         events::CreateEndpointRequest, events::EndpointList, events::UpdateEndpointRequest,
-        events::RotateRequest
+        events::RotateRequest, scim::CreateTokenRequest, scim::TokenList, scim::RequestLog,
+        crate::scim::store::TokenInfo, crate::scim::store::NewToken, crate::scim::store::ScimSettings,
+        crate::scim::store::Deprovision, crate::scim::store::RequestEntry,
+        crate::scim::store::RequestOutcome
     )),
     modifiers(&Contract)
 )]

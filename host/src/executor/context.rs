@@ -41,7 +41,9 @@ pub(super) async fn actor(
 ) -> Result<Actor, ExecError> {
     match actor {
         ActorRef::Support(id) => Ok(empty_actor(ActorKind::Support, id)),
-        ActorRef::System => Ok(empty_actor(ActorKind::System, "system")),
+        ActorRef::System | ActorRef::IdentityProvider(_) => {
+            Ok(empty_actor(ActorKind::System, &actor.id()))
+        }
         ActorRef::TenantUser(id) => {
             let Some(user) = p.user(conn, tenant, id, RowLock::None).await? else {
                 return Err(ExecError::UnknownActor(id.clone()));

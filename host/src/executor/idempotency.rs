@@ -17,7 +17,7 @@ fn fingerprint(input: &ActionInput) -> String {
     let actor = match &input.actor {
         ActorRef::TenantUser(id) => format!("user:{id}"),
         ActorRef::Support(id) => format!("support:{id}"),
-        ActorRef::System => "system".to_owned(),
+        ActorRef::System | ActorRef::IdentityProvider(_) => input.actor.id(),
     };
     let canonical = serde_json::json!([
         input.action,

@@ -129,7 +129,28 @@ impl From<&ExecError> for Refusal {
 pub enum ActorRef {
     TenantUser(String),
     Support(String),
+    /// Lethe itself (the window-expiry sweep): actor `system`.
     System,
+    /// An identity provider over SCIM, by its token's label: a system
+    /// actor whose id is `scim:<label>`, so policies can tell it from the
+    /// sweep without a new contract version.
+    IdentityProvider(String),
+}
+
+impl ActorRef {
+    /// The prefix of an identity provider's actor id.
+    pub const IDENTITY_PROVIDER_PREFIX: &'static str = "scim:";
+
+    /// The actor id policies, the audit and escalations see.
+    pub fn id(&self) -> String {
+        match self {
+            ActorRef::TenantUser(id) | ActorRef::Support(id) => id.clone(),
+            ActorRef::System => "system".to_owned(),
+            ActorRef::IdentityProvider(label) => {
+                format!("{}{label}", ActorRef::IDENTITY_PROVIDER_PREFIX)
+            }
+        }
+    }
 }
 
 /// One requested action.
@@ -304,6 +325,7 @@ impl From<PlatformError> for ExecError {
             PlatformError::DataMap(e) => ExecError::DataMap(e),
             PlatformError::UndeclaredState { value, .. } => ExecError::UnknownStateValue(value),
             PlatformError::Corrupt(e) => ExecError::Corrupt(e),
+            e @ PlatformError::NotProvisioned => ExecError::Corrupt(e.to_string()),
         }
     }
 }

@@ -13,6 +13,8 @@
 //!   counts a policy saw;
 //! - `mutation`: a change to a set of rows with its restore-log capture, as
 //!   one call, so each disposition is a few lines in the executor;
+//! - `provisioning`: the profile columns SCIM reads and writes (the one
+//!   place Lethe writes a profile; lifecycle changes stay the executor's);
 //! - `restore_log`: replaying and checking logged changes; `references`:
 //!   pseudonymising rows that name an erased user;
 //! - `sql`: the statement builder.
@@ -23,6 +25,7 @@
 
 pub mod holdings;
 pub mod mutation;
+pub mod provisioning;
 pub mod references;
 pub mod restore_log;
 pub mod sql;
@@ -48,6 +51,9 @@ pub enum PlatformError {
     /// not Lethe's to act on or show.
     #[error("user `{key}` has state value `{value}`, which the data map does not declare")]
     UndeclaredState { key: String, value: String },
+    /// The data map has no `[users.scim]` section.
+    #[error("the data map declares no SCIM columns (`[users.scim]`)")]
+    NotProvisioned,
     /// A value Lethe wrote that no longer reads back.
     #[error("corrupt record: {0}")]
     Corrupt(String),

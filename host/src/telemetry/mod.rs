@@ -37,6 +37,7 @@ pub const BULK_ITEMS: &str = "lethe_bulk_items_total";
 pub const ESCALATIONS_PENDING: &str = "lethe_escalations_pending";
 pub const HTTP_REQUESTS: &str = "lethe_http_requests_total";
 pub const WEBHOOK_ATTEMPTS: &str = "lethe_webhook_attempts_total";
+pub const SCIM_REQUESTS: &str = "lethe_scim_requests_total";
 pub const WEBHOOK_DELIVERIES: &str = "lethe_webhook_deliveries";
 pub const HTTP_SECONDS: &str = "lethe_http_request_seconds";
 
@@ -118,6 +119,10 @@ fn describe() {
     describe_gauge!(
         ESCALATIONS_PENDING,
         "Pending escalations per queue (read at scrape time)."
+    );
+    describe_counter!(
+        SCIM_REQUESTS,
+        "SCIM requests of identity providers, by tenant, identity provider and outcome (created, deprovisioned, escalated, denied, refused…)."
     );
     describe_counter!(
         WEBHOOK_ATTEMPTS,
@@ -229,6 +234,12 @@ pub fn webhook_attempt(tenant: &str, http_status: Option<u16>, next: &'static st
         None => "none",
     };
     counter!(WEBHOOK_ATTEMPTS, "tenant" => tenant.to_owned(), "answer" => class, "next" => next)
+        .increment(1);
+}
+
+/// One SCIM request answered.
+pub fn scim_request(tenant: &str, idp: &str, outcome: &'static str) {
+    counter!(SCIM_REQUESTS, "tenant" => tenant.to_owned(), "idp" => idp.to_owned(), "outcome" => outcome)
         .increment(1);
 }
 
