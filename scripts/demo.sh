@@ -43,6 +43,9 @@ API keys (printed once; only their sha256 is stored), also in $keys:
 
 $(sed 's/^export /  /' "$keys")
 
+The console: http://$listen/console (sign in with a key above; a tenant key
+acts as one of its users, e.g. t1-u1; a support key signs with your name).
+
 In another shell:
 
   source $keys

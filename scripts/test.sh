@@ -4,7 +4,9 @@
 # then the Rust test suites (each seed policy's cases through `lethe policy
 # test`, the hostile corpus, SQLite and PostgreSQL), the API contract suite
 # (Schemathesis, pinned, in target/schemathesis-venv), the SCIM conformance
-# run (scim2-cli, pinned, in target/scim-venv), formatting and lints.
+# run (scim2-cli, pinned, in target/scim-venv), the console's browser tests
+# (Debian's chromium, installed here, driven by playwright-core), formatting
+# and lints.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -17,6 +19,14 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
 fi
 pg_isready -h 127.0.0.1 -p 5432
+
+# The console's browser tests drive Debian's chromium (playwright-core
+# cannot download a browser here).
+step "chromium (Debian)"
+if [ ! -x /usr/bin/chromium ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
+fi
+/usr/bin/chromium --version
 
 step "wasm32-wasip2 target"
 rustup target add wasm32-wasip2
@@ -48,6 +58,11 @@ step "SCIM conformance (scim2-cli), SQLite"
 bash tests/scim/run.sh target/debug/lethe sqlite
 step "SCIM conformance (scim2-cli), PostgreSQL"
 bash tests/scim/run.sh target/debug/lethe postgres
+
+# The console in a real browser (tests/console/run.sh): playwright-core,
+# pinned in tests/console/package-lock.json, driving /usr/bin/chromium.
+step "console in chromium (playwright-core)"
+bash tests/console/run.sh target/debug/lethe
 
 step "fmt and clippy"
 cargo fmt --all -- --check

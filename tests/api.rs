@@ -105,12 +105,14 @@ impl Server {
             Deployments::new(t.db.clone(), policies().0.clone()),
             StaticKeys::default(),
             TENANTS.iter().map(|(t, _)| (*t).to_owned()).collect(),
-            BulkSettings {
-                batch_size: 8,
-                poll_ms: 50,
-                ..BulkSettings::default()
+            lethe::api::Settings {
+                bulk: BulkSettings {
+                    batch_size: 8,
+                    poll_ms: 50,
+                    ..BulkSettings::default()
+                },
+                ..lethe::api::Settings::default()
             },
-            lethe::events::WebhookSettings::default(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -140,7 +140,18 @@ pub async fn authenticate(
     statics: &StaticKeys,
     secret: &str,
 ) -> Result<Option<Principal>, DbError> {
-    let hash = hash_secret(secret);
+    authenticate_hash(db, statics, &hash_secret(secret)).await
+}
+
+/// Who the key whose sha256 is `hash` belongs to, or `None` for an unknown
+/// or revoked key. A console session keeps only its key's hash and asks
+/// again at every request, so revoking the key ends the session.
+pub async fn authenticate_hash(
+    db: &Db,
+    statics: &StaticKeys,
+    hash: &str,
+) -> Result<Option<Principal>, DbError> {
+    let hash = hash.to_owned();
     if let Some(p) = statics.find(&hash) {
         return Ok(Some(p));
     }

@@ -68,6 +68,9 @@ pub struct Config {
     /// Webhook delivery: timeouts, backoff, horizon (`[webhooks]`).
     #[serde(default)]
     pub webhooks: crate::events::WebhookSettings,
+    /// The console's sessions: idle limit, Secure cookie (`[console]`).
+    #[serde(default)]
+    pub console: crate::console::ConsoleSettings,
 }
 
 fn default_listen() -> String {

@@ -240,6 +240,24 @@ pub enum Disposition {
     Transfer,
 }
 
+impl Disposition {
+    /// The wire name (`cascade`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Keep => "keep",
+            Disposition::Cascade => "cascade",
+            Disposition::Anonymise => "anonymise",
+            Disposition::Transfer => "transfer",
+        }
+    }
+}
+
+impl fmt::Display for Disposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CategoryPlan {
     pub category: String,

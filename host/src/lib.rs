@@ -31,6 +31,7 @@ pub mod tenancy;
 pub mod api;
 pub mod apikeys;
 pub mod bulk;
+pub mod console;
 pub mod directory;
 pub mod escalation;
 pub mod events;

@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 
 use crate::apikeys::StaticKeys;
 use crate::bulk::{Bulk, BulkSettings};
+use crate::console::{ConsoleSettings, Sessions};
 use crate::deploy::Deployments;
 use crate::directory::Directory;
 use crate::events::{Events, WebhookSettings};
@@ -60,11 +61,21 @@ struct Inner {
     bulk: Bulk,
     events: Events,
     scim: Scim,
+    sessions: Sessions,
     deployments: Deployments,
     keys: StaticKeys,
     /// Tenants the configuration declares; `/readyz` checks each has a
     /// policy loaded.
     tenants: Vec<String>,
+}
+
+/// The settings of the capabilities `AppState` holds (`[bulk]`,
+/// `[webhooks]`, `[console]`).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub bulk: BulkSettings,
+    pub webhooks: WebhookSettings,
+    pub console: ConsoleSettings,
 }
 
 /// Server settings that are not state.
@@ -87,13 +98,13 @@ impl AppState {
         deployments: Deployments,
         keys: StaticKeys,
         tenants: Vec<String>,
-        bulk: BulkSettings,
-        webhooks: WebhookSettings,
+        settings: Settings,
     ) -> AppState {
         let directory = Directory::new(executor.platform().clone());
-        let bulk = Bulk::new(executor.clone(), bulk);
-        let events = Events::new(executor.db().clone(), webhooks);
+        let bulk = Bulk::new(executor.clone(), settings.bulk);
+        let events = Events::new(executor.db().clone(), settings.webhooks);
         let scim = Scim::new(executor.clone());
+        let sessions = Sessions::new(executor.db().clone(), keys.clone(), settings.console);
         AppState {
             inner: Arc::new(Inner {
                 executor,
@@ -102,6 +113,7 @@ impl AppState {
                 bulk,
                 events,
                 scim,
+                sessions,
                 deployments,
                 keys,
                 tenants,
@@ -109,28 +121,31 @@ impl AppState {
         }
     }
 
-    fn executor(&self) -> &Executor {
+    pub(crate) fn executor(&self) -> &Executor {
         &self.inner.executor
     }
-    fn db(&self) -> &crate::db::Db {
+    pub(crate) fn db(&self) -> &crate::db::Db {
         self.inner.executor.db()
     }
-    fn bulk(&self) -> &Bulk {
+    pub(crate) fn bulk(&self) -> &Bulk {
         &self.inner.bulk
     }
-    fn events(&self) -> &Events {
+    pub(crate) fn events(&self) -> &Events {
         &self.inner.events
     }
-    fn scim(&self) -> &Scim {
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+    pub(crate) fn scim(&self) -> &Scim {
         &self.inner.scim
     }
-    fn policies(&self) -> &TenantPolicies {
+    pub(crate) fn policies(&self) -> &TenantPolicies {
         &self.inner.policies
     }
-    fn directory(&self) -> &Directory {
+    pub(crate) fn directory(&self) -> &Directory {
         &self.inner.directory
     }
-    fn deployments(&self) -> &Deployments {
+    pub(crate) fn deployments(&self) -> &Deployments {
         &self.inner.deployments
     }
 
@@ -263,6 +278,7 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
             axum::routing::delete(scim::revoke_token),
         )
         .nest("/scim/v2/{t}", scim::router())
+        .nest("/console", crate::console::router())
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(

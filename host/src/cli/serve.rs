@@ -35,8 +35,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             host.deployments,
             StaticKeys::new(&cfg),
             tenants,
-            cfg.bulk.clone(),
-            cfg.webhooks.clone(),
+            lethe::api::Settings {
+                bulk: cfg.bulk.clone(),
+                webhooks: cfg.webhooks.clone(),
+                console: cfg.console.clone(),
+            },
         );
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await

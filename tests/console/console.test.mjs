@@ -1,0 +1,173 @@
+// The console in a real browser: Debian's chromium, driven by
+// playwright-core, against a seeded `lethe serve` (tests/console/run.sh
+// starts it and passes its address and keys in the environment). Each test
+// saves a screenshot of its last page under $LETHE_SHOTS.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const base = process.env.LETHE_BASE;
+const keys = {
+  t1: process.env.LETHE_KEY_T1,
+  t5: process.env.LETHE_KEY_T5,
+  support: process.env.LETHE_KEY_SUPPORT,
+};
+const shots = process.env.LETHE_SHOTS;
+
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    // Without these, chromium stalls on refused background connections.
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    timeout: 60_000,
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/// A fresh browser context (its own cookies) at laptop width.
+async function fresh() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  context.setDefaultTimeout(20_000);
+  const page = await context.newPage();
+  return { context, page };
+}
+
+async function signIn(page, key, actor) {
+  await page.goto(`${base}/console/sign-in`);
+  await page.fill('#key', key);
+  await page.fill('#actor', actor);
+  await page.click('button[type=submit]');
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+}
+
+/// A user's state through the API, as the tenant sees it.
+async function stateOf(tenant, user) {
+  const r = await fetch(`${base}/v1/tenants/${tenant}/users/${user}`, {
+    headers: { authorization: `Bearer ${keys[tenant]}` },
+  });
+  assert.equal(r.status, 200);
+  return (await r.json()).state;
+}
+
+test('seed 000: a tenant admin locks, asks to delete, support approves', async () => {
+  const { context, page } = await fresh();
+  try {
+    await signIn(page, keys.t1, 't1-u1');
+    assert.match(page.url(), /\/console\/t\/t1\/users$/);
+    await page.selectOption('#state', 'active');
+    await page.click('form.filters button[type=submit]');
+    // Keys sort as text: t1-u6 is on a later page.
+    const link = page.locator('a[href="/console/t/t1/users/t1-u6"]');
+    for (let i = 0; i < 3 && (await link.count()) === 0; i++) {
+      await page.click('#next-page');
+    }
+    await link.click();
+    assert.equal(await stateOf('t1', 't1-u6'), 'active');
+
+    // Lock: previewed, then confirmed.
+    await page.selectOption('#action', 'lock');
+    await page.fill('#reason', 'left the team');
+    await page.click('#preview');
+    assert.match(await page.textContent('#outcome'), /allows this\. Nothing has changed yet/);
+    assert.equal(await stateOf('t1', 't1-u6'), 'active', 'a preview changes nothing');
+    await page.click('#confirm');
+    assert.match(await page.textContent('#outcome'), /Done: t1-u6 went from active to locked/);
+    await page.click('#back-to-user');
+    assert.match(await page.textContent('#state'), /🔒 locked/);
+
+    // Delete: the policy sends it to support.
+    await page.selectOption('#action', 'delete');
+    await page.click('#preview');
+    assert.match(await page.textContent('#outcome'), /would be escalated to support/);
+    await page.click('#confirm');
+    assert.match(await page.textContent('#outcome'), /Escalated to support/);
+    assert.equal(await stateOf('t1', 't1-u6'), 'locked');
+    await page.click('button:has-text("Sign out")');
+    assert.match(page.url(), /\/console\/sign-in$/);
+
+    // Support: the queue, the escalation with what approving does now, approval.
+    await signIn(page, keys.support, 'sam');
+    assert.match(page.url(), /\/console\/escalations$/);
+    const row = page.locator('#escalations tr', { hasText: 't1-u6' });
+    await row.locator('a').click();
+    assert.match(await page.textContent('#queue-reason'), /asks to delete user t1-u6/);
+    assert.equal(await page.textContent('#now-outcome'), 'allow');
+    await page.fill('#note', 'confirmed with the customer');
+    await page.click('#approve');
+    assert.equal(await page.textContent('#status'), 'approved');
+    assert.equal(await stateOf('t1', 't1-u6'), 'deleted');
+    await shot(page, 'seed-000-support-approved');
+  } finally {
+    await context.close();
+  }
+});
+
+test('a refusal is a sentence with the policy\'s message', async () => {
+  const { context, page } = await fresh();
+  try {
+    await signIn(page, keys.t5, 't5-u1');
+    await page.goto(`${base}/console/t/t5/users/t5-u5`);
+    await page.selectOption('#action', 'delete');
+    await page.click('#preview');
+    const outcome = await page.textContent('#outcome');
+    assert.match(outcome, /The tenant's policy refused this: user t5-u5 is active; deactivate the account before deleting it/);
+    assert.equal(await page.locator('#confirm').count(), 0, 'no confirmation of a denial');
+    await page.goto(`${base}/console/t/t5/users?last_login_before=yesterday`);
+    assert.match(await page.textContent('#failure'), /Last login before must be a date/);
+    await page.goto(`${base}/console/t/t5/users/t5-u6`);
+    await page.selectOption('#action', 'restore');
+    await page.click('#preview');
+    assert.match(await page.textContent('#failure'), /restore/i);
+    await shot(page, 'refusal-sentence');
+  } finally {
+    await context.close();
+  }
+});
+
+test('another tenant\'s user page is a 404', async () => {
+  const { context, page } = await fresh();
+  try {
+    await signIn(page, keys.t1, 't1-u1');
+    const r = await page.goto(`${base}/console/t/t5/users/t5-u5`);
+    assert.equal(r.status(), 404);
+    assert.match(await page.textContent('#failure'), /no such page/);
+    await shot(page, 'cross-tenant-404');
+  } finally {
+    await context.close();
+  }
+});
+
+test('a form posted without the CSRF token is refused', async () => {
+  const { context, page } = await fresh();
+  try {
+    await signIn(page, keys.t1, 't1-u1');
+    assert.equal(await stateOf('t1', 't1-u7'), 'active');
+    // Another site's page posting the console's form: the SameSite=Strict
+    // cookie stays home, so there is no session to act with.
+    const form = `<form id="f" method="post" action="${base}/console/t/t1/users/t1-u7/act">
+      <input name="action" value="lock"></form>`;
+    await page.goto(`data:text/html,${encodeURIComponent(form)}`);
+    await Promise.all([page.waitForNavigation(), page.evaluate(() => document.getElementById('f').submit())]);
+    assert.match(page.url(), /\/console\/sign-in$/);
+    // The same post with the session's cookie but without the token.
+    const r = await context.request.post(`${base}/console/t/t1/users/t1-u7/act`, {
+      form: { action: 'lock' },
+    });
+    assert.equal(r.status(), 403);
+    assert.match(await r.text(), /did not come from your console session/);
+    assert.equal(await stateOf('t1', 't1-u7'), 'active', 'nothing changed');
+    await page.goto(`${base}/console/t/t1/users/t1-u7`);
+    await shot(page, 'csrf-refused');
+  } finally {
+    await context.close();
+  }
+});
