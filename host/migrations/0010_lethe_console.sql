@@ -16,3 +16,10 @@ CREATE TABLE lethe_console_sessions (
     last_seen   BIGINT NOT NULL,
     ended_at    BIGINT
 );
+
+-- The users a session has selected for a bulk action, kept across pages.
+CREATE TABLE lethe_console_selections (
+    session_sha256 TEXT NOT NULL,
+    user_id        TEXT NOT NULL,
+    PRIMARY KEY (session_sha256, user_id)
+);

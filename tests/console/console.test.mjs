@@ -9,6 +9,7 @@ import { chromium } from 'playwright-core';
 const base = process.env.LETHE_BASE;
 const keys = {
   t1: process.env.LETHE_KEY_T1,
+  t4: process.env.LETHE_KEY_T4,
   t5: process.env.LETHE_KEY_T5,
   support: process.env.LETHE_KEY_SUPPORT,
 };
@@ -106,6 +107,78 @@ test('seed 000: a tenant admin locks, asks to delete, support approves', async (
     assert.equal(await page.textContent('#status'), 'approved');
     assert.equal(await stateOf('t1', 't1-u6'), 'deleted');
     await shot(page, 'seed-000-support-approved');
+  } finally {
+    await context.close();
+  }
+});
+
+test('seed 003: mentees by last login, all filtered across pages, typed count, progress, escalations', async () => {
+  const { context, page } = await fresh();
+  try {
+    await signIn(page, keys.t4, 't4-u1');
+    await page.fill('#role', 'mentee');
+    await page.fill('#last_login_before', '2026-09-10');
+    await page.click('form.filters button[type=submit]');
+    assert.ok(await page.locator('#next-page').count() === 1, 'the mentees span two pages');
+    await page.click('#select-all');
+    const selected = Number(await page.textContent('#selected-count'));
+    assert.ok(selected > 25, `more than a page selected: ${selected}`);
+    // Every box is checked, on this page and the next.
+    assert.equal(await page.locator('#users input[type=checkbox]:not(:checked)').count(), 0);
+    await page.click('#next-page');
+    const second = await page.locator('#users input[type=checkbox]').count();
+    assert.ok(second > 0);
+    assert.equal(await page.locator('#users input[type=checkbox]:checked').count(), second);
+    // One box unchecked on page two leaves the selection (the script saves it).
+    const first = page.locator('#users input[type=checkbox]').first();
+    const dropped = await first.getAttribute('value');
+    await first.uncheck();
+    await page.waitForFunction((n) => document.getElementById('selected-count').textContent === String(n), selected - 1);
+    await page.reload();
+    assert.equal(Number(await page.textContent('#selected-count')), selected - 1);
+    assert.equal(await page.locator(`#users input[type=checkbox][value="${dropped}"]`).isChecked(), false);
+
+    await page.selectOption('#bulk-action', 'delete');
+    await page.fill('#bulk-reason', 'cohort cleanup');
+    await page.click('#bulk-preview');
+    const allow = Number(await page.textContent('#allow'));
+    const escalate = Number(await page.textContent('#escalate'));
+    assert.ok(allow > 0 && escalate > 0, `allow ${allow}, escalate ${escalate}`);
+    assert.match(await page.textContent('#reasons'), /customer-success/);
+    assert.match(await page.textContent('#effects'), /cascade/);
+    // A wrong count starts nothing.
+    await page.fill('#confirm_count', String(allow + escalate));
+    await page.click('#execute');
+    assert.match(await page.textContent('#failure'), new RegExp(`applies to ${allow} users`));
+    const jobs = await fetch(`${base}/v1/tenants/t4/jobs`, {
+      headers: { authorization: `Bearer ${keys.t4}` },
+    });
+    assert.deepEqual((await jobs.json()).jobs, [], 'no job started');
+    await page.fill('#confirm_count', String(allow));
+    await page.click('#execute');
+    assert.match(page.url(), /\/console\/t\/t4\/jobs\/job-/);
+    // The page follows the job to its end.
+    await page.waitForFunction(() => document.getElementById('job-status')?.textContent === 'completed', null, { timeout: 60_000 });
+    assert.equal(Number(await page.textContent('#applied')), allow);
+    assert.equal(Number(await page.textContent('#escalated')), escalate);
+    assert.equal(await page.getAttribute('#progress', 'value'), await page.getAttribute('#progress', 'max'));
+    const notApplied = await page.locator('#not-applied tr[data-user]').evaluateAll(
+      (rows) => rows.map((r) => r.getAttribute('data-user')));
+    assert.equal(notApplied.length, escalate);
+    assert.match(await page.textContent('#not-applied'), /linked to 2 platforms/);
+    await shot(page, 'seed-003-job-completed');
+    await page.click('button:has-text("Sign out")');
+
+    // The users on two platforms wait in customer success's queue.
+    await signIn(page, keys.support, 'sam');
+    await page.fill('#tenant', 't4');
+    await page.click('form.filters button[type=submit]');
+    for (const user of notApplied) {
+      const row = page.locator('#escalations tr', { hasText: user });
+      assert.equal(await row.count(), 1, `${user} in the queue`);
+      assert.match(await row.textContent(), /customer-success/);
+    }
+    await shot(page, 'seed-003-support-queue');
   } finally {
     await context.close();
   }

@@ -35,20 +35,22 @@ cp "$root/examples/demo/datamap.toml" "$work/datamap.toml"
     echo 'database_url = "sqlite:lethe.db"'
     echo 'datamap = "datamap.toml"'
     echo "listen = \"127.0.0.1:$port\""
-    for pair in t1:support-only t5:deactivate-first; do
+    for pair in t1:support-only t4:cohort-cleanup t5:deactivate-first; do
         echo "[[tenant]]"
         echo "id = \"${pair%%:*}\""
         echo "policy = \"$root/policies/dist/${pair#*:}.wasm\""
     done
 } > "$work/lethe.toml"
 
-"$lethe" seed --database "sqlite:$work/lethe.db" --tenants 5 --users 40 --items 6 >/dev/null
+# 120 users a tenant: seed 003's mentees span two pages of the console.
+"$lethe" seed --database "sqlite:$work/lethe.db" --tenants 5 --users 120 --items 6 >/dev/null
 secret() { python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])'; }
 key() { "$lethe" keys create --config "$work/lethe.toml" "$@" --label console-tests 2>/dev/null | secret; }
 LETHE_KEY_T1="$(key --tenant t1)"
+LETHE_KEY_T4="$(key --tenant t4)"
 LETHE_KEY_T5="$(key --tenant t5)"
 LETHE_KEY_SUPPORT="$(key --support)"
-export LETHE_KEY_T1 LETHE_KEY_T5 LETHE_KEY_SUPPORT
+export LETHE_KEY_T1 LETHE_KEY_T4 LETHE_KEY_T5 LETHE_KEY_SUPPORT
 
 "$lethe" serve --config "$work/lethe.toml" > "$work/serve.log" 2>&1 &
 server=$!

@@ -78,6 +78,16 @@ impl Bulk {
         Ok(preview)
     }
 
+    /// A stored preview of the tenant, as it was answered (the console
+    /// shows it again after a wrong typed count).
+    pub async fn stored_preview(
+        &self,
+        tenant: &str,
+        preview_id: &str,
+    ) -> Result<Preview, BulkError> {
+        Ok(self.store().preview(tenant, preview_id).await?.preview)
+    }
+
     /// Execute a preview: check the typed count, re-evaluate the selection
     /// (refusing when it changed), then queue the job with one pending item
     /// per matched user.

@@ -17,6 +17,7 @@
 //! one. Who may see a page is decided by extractors that run before a form
 //! body is read: another tenant's page is a 404, as in the API.
 
+mod bulk;
 pub mod session;
 mod support;
 mod tenant;
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/console.css", get(stylesheet))
+        .route("/console.js", get(script))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", post(sign_out))
         .route("/t/{t}/users", get(tenant::users))
@@ -50,6 +52,13 @@ pub fn router() -> Router<AppState> {
         .route("/t/{t}/users/{id}/preview", post(tenant::preview))
         .route("/t/{t}/users/{id}/act", post(tenant::act))
         .route("/t/{t}/audit", get(tenant::audit))
+        .route("/t/{t}/selection", post(bulk::select))
+        .route("/t/{t}/selection/all", post(bulk::select_all))
+        .route("/t/{t}/selection/clear", post(bulk::clear))
+        .route("/t/{t}/bulk/preview", post(bulk::preview))
+        .route("/t/{t}/bulk/{preview}/execute", post(bulk::execute))
+        .route("/t/{t}/jobs", get(bulk::jobs))
+        .route("/t/{t}/jobs/{id}", get(bulk::job))
         .route("/escalations", get(support::queue))
         .route("/escalations/{id}", get(support::escalation))
         .route("/escalations/{id}/approve", post(support::approve))
@@ -65,6 +74,18 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "max-age=300"),
         ],
         include_str!("../../templates/console/console.css"),
+    )
+        .into_response()
+}
+
+/// The one script (optional: pages work without it), compiled in.
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../../templates/console/console.js"),
     )
         .into_response()
 }

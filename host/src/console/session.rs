@@ -171,6 +171,60 @@ impl Sessions {
         Ok(())
     }
 
+    /// The users `s` has selected, in key order.
+    pub async fn selection(&self, s: &Session) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "SELECT user_id FROM lethe_console_selections WHERE session_sha256 = $1 ORDER BY user_id",
+        )
+        .bind(&s.hash)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Select `add` and unselect `remove`, in one transaction.
+    pub async fn select(
+        &self,
+        s: &Session,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), DbError> {
+        let mut tx = self.db.begin_write().await?;
+        for user in remove {
+            sqlx::query(
+                "DELETE FROM lethe_console_selections WHERE session_sha256 = $1 AND user_id = $2",
+            )
+            .bind(&s.hash)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for user in add {
+            sqlx::query(
+                "INSERT INTO lethe_console_selections (session_sha256, user_id) VALUES ($1, $2) \
+                 ON CONFLICT (session_sha256, user_id) DO NOTHING",
+            )
+            .bind(&s.hash)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Unselect everything.
+    pub async fn clear_selection(&self, s: &Session) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM lethe_console_selections WHERE session_sha256 = $1")
+            .bind(&s.hash)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Who `key` belongs to.
     pub async fn principal(&self, key: &str) -> Result<Option<Principal>, DbError> {
         apikeys::authenticate(&self.db, &self.keys, key).await

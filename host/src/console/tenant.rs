@@ -35,7 +35,7 @@ pub struct UsersQuery {
 }
 
 impl UsersQuery {
-    fn filter(&self) -> Result<UserFilter, String> {
+    pub(super) fn filter(&self) -> Result<UserFilter, String> {
         let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
         let date = |name: &str, s: &str| match text(s) {
             None => Ok(None),
@@ -63,8 +63,17 @@ impl UsersQuery {
         })
     }
 
-    /// The query string of the next page: these filters, that cursor.
-    fn next(&self, cursor: &str) -> String {
+    /// This page's query string (where a form returns).
+    fn here(&self) -> String {
+        let mut out = self.filters();
+        if !self.cursor.trim().is_empty() {
+            out.push_str(&format!("&cursor={}", self.cursor.trim()));
+        }
+        out
+    }
+
+    /// The filters as a query string.
+    fn filters(&self) -> String {
         let pairs = [
             ("state", &self.state),
             ("role", &self.role),
@@ -74,9 +83,12 @@ impl UsersQuery {
             ("deleted_after", &self.deleted_after),
             ("deleted_before", &self.deleted_before),
         ];
-        let mut out = url_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
-        out.push_str(&format!("&cursor={cursor}"));
-        out
+        url_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    /// The query string of the next page: these filters, that cursor.
+    fn next(&self, cursor: &str) -> String {
+        format!("{}&cursor={cursor}", self.filters())
     }
 }
 
@@ -110,9 +122,18 @@ pub struct UsersPage {
     next: Option<String>,
     error: Option<String>,
     states: [LifecycleState; 5],
+    /// Every user the session has selected (across pages).
+    selected: std::collections::BTreeSet<String>,
+    /// This page's query string, where the selection forms return.
+    here: String,
+    actions: [Action; 7],
 }
 
 impl UsersPage {
+    fn is_selected(&self, id: &str) -> bool {
+        self.selected.contains(id)
+    }
+
     fn when(&self, t: &Option<i64>) -> String {
         when(*t)
     }
@@ -132,7 +153,14 @@ pub async fn users(
         next: None,
         error: None,
         states: LifecycleState::ALL,
+        selected: Default::default(),
+        here: query.here(),
+        actions: Action::ALL,
     };
+    match state.sessions().selection(&ts.session).await {
+        Ok(s) => page.selected = s.into_iter().collect(),
+        Err(e) => return Failure::from_problem(nav, e.into()).into_response(),
+    }
     let filter = match query.filter() {
         Ok(f) => f,
         Err(e) => {
@@ -415,6 +443,7 @@ mod tests {
             ..UsersQuery::default()
         };
         assert_eq!(q.next("7431"), "state=active&q=ann%20lee%26co&cursor=7431");
+        assert_eq!(q.here(), "state=active&q=ann%20lee%26co");
         let f = q.filter().unwrap();
         assert_eq!(f.state, Some(LifecycleState::Active));
         assert_eq!(f.role, None);
