@@ -4,11 +4,13 @@
 // saves a screenshot of its last page under $LETHE_SHOTS.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
 
 const base = process.env.LETHE_BASE;
 const keys = {
   t1: process.env.LETHE_KEY_T1,
+  t2: process.env.LETHE_KEY_T2,
   t4: process.env.LETHE_KEY_T4,
   t5: process.env.LETHE_KEY_T5,
   support: process.env.LETHE_KEY_SUPPORT,
@@ -182,6 +184,78 @@ test('seed 003: mentees by last login, all filtered across pages, typed count, p
   } finally {
     await context.close();
   }
+});
+
+/// A JSON request to the API with a tenant's key.
+async function api(tenant, method, path, body) {
+  const r = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${keys[tenant]}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json() };
+}
+
+/// The tenant's billing seats, counted in the database (no API shows them).
+function billingSeats(tenant) {
+  const count = 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('
+    + '"SELECT COUNT(*) FROM billing_seats WHERE tenant_id = ?", (sys.argv[2],)).fetchone()[0])';
+  return Number(execFileSync('python3', ['-c', count, process.env.LETHE_DB, tenant]).toString().trim());
+}
+
+test('seed 001: deleted users by date and domain, one unchecked, the rest erased, billing kept', async () => {
+  // Earlier today an admin deleted a few users (restorable, per seed 001).
+  const today = new Date().toISOString().slice(0, 10);
+  const victims = ['t2-u3', 't2-u4', 't2-u5', 't2-u6', 't2-u8'];
+  const preview = await api('t2', 'POST', '/v1/tenants/t2/bulk/preview',
+    { action: 'delete', actor_id: 't2-u1', user_ids: victims });
+  assert.equal(preview.status, 200, JSON.stringify(preview.body));
+  const job = await api('t2', 'POST', `/v1/tenants/t2/bulk/${preview.body.preview_id}/execute`,
+    { confirm_count: preview.body.confirm_count });
+  assert.equal(job.status, 202, JSON.stringify(job.body));
+  for (let i = 0; i < 300; i++) {
+    const j = await api('t2', 'GET', `/v1/tenants/t2/jobs/${job.body.job_id}`);
+    if (j.body.status === 'completed') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const deleted = [];
+  for (const u of victims) if ((await stateOf('t2', u)) === 'deleted') deleted.push(u);
+  assert.ok(deleted.length >= 3, `deleted: ${deleted}`);
+  const seats = billingSeats('t2');
+  assert.ok(seats > 0);
+
+  const { context, page } = await fresh();
+  let kept;
+  try {
+    // The primary domain contact, who may erase.
+    await signIn(page, keys.t2, 't2-u1');
+    await page.selectOption('#state', 'deleted');
+    await page.fill('#deleted_after', today);
+    await page.fill('#domain', 'tenant2.example');
+    await page.click('form.filters button[type=submit]');
+    const listed = await page.locator('#users tr[data-user]').evaluateAll(
+      (rows) => rows.map((r) => r.getAttribute('data-user')));
+    assert.deepEqual([...listed].sort(), [...deleted].sort());
+    await page.click('#select-all');
+    assert.equal(Number(await page.textContent('#selected-count')), deleted.length);
+    kept = listed[0];
+    await page.locator(`#users input[type=checkbox][value="${kept}"]`).uncheck();
+    await page.click('#update-selection');
+    assert.equal(Number(await page.textContent('#selected-count')), deleted.length - 1);
+    await page.selectOption('#bulk-action', 'erase');
+    await page.click('#bulk-preview');
+    assert.equal(Number(await page.textContent('#allow')), deleted.length - 1);
+    await page.fill('#confirm_count', String(deleted.length - 1));
+    await page.click('#execute');
+    await page.waitForFunction(() => document.getElementById('job-status')?.textContent === 'completed', null, { timeout: 60_000 });
+    assert.equal(Number(await page.textContent('#applied')), deleted.length - 1);
+    await shot(page, 'seed-001-erase-completed');
+  } finally {
+    await context.close();
+  }
+  assert.equal(await stateOf('t2', kept), 'deleted', 'the unchecked user is left as it was');
+  for (const u of deleted.filter((u) => u !== kept)) assert.equal(await stateOf('t2', u), 'erased');
+  assert.equal(billingSeats('t2'), seats, 'billing seats are kept');
 });
 
 test('a refusal is a sentence with the policy\'s message', async () => {

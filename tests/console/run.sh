@@ -35,7 +35,7 @@ cp "$root/examples/demo/datamap.toml" "$work/datamap.toml"
     echo 'database_url = "sqlite:lethe.db"'
     echo 'datamap = "datamap.toml"'
     echo "listen = \"127.0.0.1:$port\""
-    for pair in t1:support-only t4:cohort-cleanup t5:deactivate-first; do
+    for pair in t1:support-only t2:two-stage-erase t4:cohort-cleanup t5:deactivate-first; do
         echo "[[tenant]]"
         echo "id = \"${pair%%:*}\""
         echo "policy = \"$root/policies/dist/${pair#*:}.wasm\""
@@ -47,10 +47,13 @@ cp "$root/examples/demo/datamap.toml" "$work/datamap.toml"
 secret() { python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])'; }
 key() { "$lethe" keys create --config "$work/lethe.toml" "$@" --label console-tests 2>/dev/null | secret; }
 LETHE_KEY_T1="$(key --tenant t1)"
+LETHE_KEY_T2="$(key --tenant t2)"
 LETHE_KEY_T4="$(key --tenant t4)"
 LETHE_KEY_T5="$(key --tenant t5)"
 LETHE_KEY_SUPPORT="$(key --support)"
-export LETHE_KEY_T1 LETHE_KEY_T4 LETHE_KEY_T5 LETHE_KEY_SUPPORT
+export LETHE_KEY_T1 LETHE_KEY_T2 LETHE_KEY_T4 LETHE_KEY_T5 LETHE_KEY_SUPPORT
+# The tests count billing rows themselves (no API shows them).
+export LETHE_DB="$work/lethe.db"
 
 "$lethe" serve --config "$work/lethe.toml" > "$work/serve.log" 2>&1 &
 server=$!
