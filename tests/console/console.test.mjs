@@ -14,6 +14,7 @@ const keys = {
   t4: process.env.LETHE_KEY_T4,
   t5: process.env.LETHE_KEY_T5,
   support: process.env.LETHE_KEY_SUPPORT,
+  operator: process.env.LETHE_KEY_OPERATOR,
 };
 const shots = process.env.LETHE_SHOTS;
 
@@ -85,7 +86,8 @@ test('seed 000: a tenant admin locks, asks to delete, support approves', async (
     await page.click('#confirm');
     assert.match(await page.textContent('#outcome'), /Done: t1-u6 went from active to locked/);
     await page.click('#back-to-user');
-    assert.match(await page.textContent('#state'), /🔒 locked/);
+    assert.match(await page.textContent('#state'), /locked/);
+    assert.equal(await page.locator('#state svg.lock').count(), 1, 'a lock next to a locked user');
 
     // Delete: the policy sends it to support.
     await page.selectOption('#action', 'delete');
@@ -125,6 +127,7 @@ test('seed 003: mentees by last login, all filtered across pages, typed count, p
     await page.click('#select-all');
     const selected = Number(await page.textContent('#selected-count'));
     assert.ok(selected > 25, `more than a page selected: ${selected}`);
+    await shot(page, 'seed-003-users-selected');
     // Every box is checked, on this page and the next.
     assert.equal(await page.locator('#users input[type=checkbox]:not(:checked)').count(), 0);
     await page.click('#next-page');
@@ -148,6 +151,10 @@ test('seed 003: mentees by last login, all filtered across pages, typed count, p
     assert.ok(allow > 0 && escalate > 0, `allow ${allow}, escalate ${escalate}`);
     assert.match(await page.textContent('#reasons'), /customer-success/);
     assert.match(await page.textContent('#effects'), /cascade/);
+    // Tablet width: the preview still reads.
+    await page.setViewportSize({ width: 820, height: 1180 });
+    await shot(page, 'seed-003-preview-tablet');
+    await page.setViewportSize({ width: 1280, height: 860 });
     // A wrong count starts nothing.
     await page.fill('#confirm_count', String(allow + escalate));
     await page.click('#execute');
@@ -314,6 +321,54 @@ test('a form posted without the CSRF token is refused', async () => {
     assert.equal(await stateOf('t1', 't1-u7'), 'active', 'nothing changed');
     await page.goto(`${base}/console/t/t1/users/t1-u7`);
     await shot(page, 'csrf-refused');
+  } finally {
+    await context.close();
+  }
+});
+
+test('an operator uploads a version, replays it, activates it and rolls back', async () => {
+  const { context, page } = await fresh();
+  const root = process.env.LETHE_ROOT;
+  // Recorded traffic on t5 for the replay: a deactivation seed 004 allows.
+  const act = await fetch(`${base}/v1/tenants/t5/users/t5-u9/actions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${keys.t5}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ action: 'deactivate', actor_id: 't5-u1' }),
+  });
+  assert.equal(act.status, 200, await act.text());
+  try {
+    await signIn(page, keys.operator, '');
+    assert.match(page.url(), /\/console\/operator$/);
+    await page.click('a[href="/console/operator/t/t5"]');
+    assert.match(await page.textContent('#active-version'), /version 1/);
+    // Seed 000's component, with its cases, for seed 004's tenant.
+    await page.setInputFiles('#component', `${root}/policies/dist/support-only.wasm`);
+    await page.setInputFiles('#cases', `${root}/policies/support-only/cases.toml`);
+    await page.fill('#message', 'try support-only on t5');
+    await page.click('#upload');
+    const v2 = page.locator('#versions tr[data-version="2"]');
+    assert.match(await v2.textContent(), /accepted/);
+    assert.match(await v2.textContent(), /support-only/);
+    // The replay's diff, as tables: what t5's recorded decisions would become.
+    await page.click('#replay-2');
+    assert.match(await page.textContent('#replay-summary'), /recorded decisions re-run/);
+    // Seed 000 offers no deactivation: the recorded allow would be a deny.
+    const row = page.locator('#transitions tbody tr', { hasText: 'allow' });
+    assert.match(await row.first().textContent(), /allow\s*deny\s*\d+/);
+    await shot(page, 'operator-replay');
+    await page.click('a:has-text("Back to t5")');
+    await page.selectOption('#activate-version', '2');
+    await page.fill('#activate-reason', 'trial');
+    await page.click('#activate');
+    assert.match(await page.textContent('#active-version'), /version 2/);
+    await page.fill('#rollback-reason', 'trial over');
+    await page.click('#rollback');
+    assert.match(await page.textContent('#active-version'), /version 1/);
+    assert.match(await page.textContent('#activations'), /rollback/);
+    await shot(page, 'operator-tenant');
+    // An operator session is no tenant's: a tenant page is a 404.
+    const r = await page.goto(`${base}/console/t/t5/users`);
+    assert.equal(r.status(), 404);
   } finally {
     await context.close();
   }

@@ -51,7 +51,9 @@ LETHE_KEY_T2="$(key --tenant t2)"
 LETHE_KEY_T4="$(key --tenant t4)"
 LETHE_KEY_T5="$(key --tenant t5)"
 LETHE_KEY_SUPPORT="$(key --support)"
-export LETHE_KEY_T1 LETHE_KEY_T2 LETHE_KEY_T4 LETHE_KEY_T5 LETHE_KEY_SUPPORT
+LETHE_KEY_OPERATOR="$(key --operator)"
+export LETHE_KEY_T1 LETHE_KEY_T2 LETHE_KEY_T4 LETHE_KEY_T5 LETHE_KEY_SUPPORT LETHE_KEY_OPERATOR
+export LETHE_ROOT="$root"
 # The tests count billing rows themselves (no API shows them).
 export LETHE_DB="$work/lethe.db"
 

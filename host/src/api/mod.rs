@@ -152,7 +152,7 @@ impl AppState {
     /// After an operator changed tenants or activations through this
     /// replica: serve the change here before answering (the others follow
     /// within `tenancy::sync::POLL`).
-    async fn follow_activations(&self) {
+    pub(crate) async fn follow_activations(&self) {
         if let Err(e) = crate::tenancy::sync::sync(&self.inner.policies).await {
             tracing::warn!(error = %e, "cannot re-read the active policy versions");
         }
@@ -278,7 +278,10 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
             axum::routing::delete(scim::revoke_token),
         )
         .nest("/scim/v2/{t}", scim::router())
-        .nest("/console", crate::console::router())
+        .nest(
+            "/console",
+            crate::console::router(options.upload_limit_bytes),
+        )
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(

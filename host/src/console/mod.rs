@@ -18,6 +18,7 @@
 //! body is read: another tenant's page is a 404, as in the API.
 
 mod bulk;
+mod operator;
 pub mod session;
 mod support;
 mod tenant;
@@ -39,8 +40,9 @@ use crate::clock::unix_now;
 use crate::contract::LifecycleState;
 pub use session::{ConsoleSettings, Role, Session, Sessions};
 
-/// The console's routes, nested at `/console`.
-pub fn router() -> Router<AppState> {
+/// The console's routes, nested at `/console`; a policy upload may be
+/// `upload_limit_bytes` (the API's limit).
+pub fn router(upload_limit_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/console.css", get(stylesheet))
@@ -59,6 +61,16 @@ pub fn router() -> Router<AppState> {
         .route("/t/{t}/bulk/{preview}/execute", post(bulk::execute))
         .route("/t/{t}/jobs", get(bulk::jobs))
         .route("/t/{t}/jobs/{id}", get(bulk::job))
+        .route("/operator", get(operator::tenants))
+        .route("/operator/t/{t}", get(operator::tenant))
+        .route(
+            "/operator/t/{t}/upload",
+            post(operator::upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit_bytes)),
+        )
+        .route("/operator/t/{t}/activate", post(operator::activate))
+        .route("/operator/t/{t}/rollback", post(operator::rollback))
+        .route("/operator/t/{t}/replay", post(operator::replay))
+        .route("/operator/t/{t}/replays/{id}", get(operator::replay_report))
         .route("/escalations", get(support::queue))
         .route("/escalations/{id}", get(support::escalation))
         .route("/escalations/{id}/approve", post(support::approve))
@@ -189,6 +201,7 @@ pub struct Nav {
     pub who: Option<String>,
     pub tenant: Option<String>,
     pub support: bool,
+    pub operator: bool,
     pub csrf: String,
 }
 
@@ -199,18 +212,21 @@ impl Nav {
                 who: Some(format!("{actor} · tenant {tenant}")),
                 tenant: Some(tenant.clone()),
                 support: false,
+                operator: false,
                 csrf: s.csrf.clone(),
             },
             Role::Support { agent } => Nav {
                 who: Some(format!("{agent} · support")),
                 tenant: None,
                 support: true,
+                operator: false,
                 csrf: s.csrf.clone(),
             },
-            Role::Operator => Nav {
-                who: Some("operator".into()),
+            Role::Operator { key } => Nav {
+                who: Some(format!("{key} · operator")),
                 tenant: None,
                 support: false,
+                operator: true,
                 csrf: s.csrf.clone(),
             },
         }
@@ -279,6 +295,31 @@ impl FromRequestParts<AppState> for TenantSession {
     }
 }
 
+/// An operator's session: holds the key's id.
+pub struct OperatorSession {
+    pub session: Session,
+    pub key: String,
+}
+
+impl FromRequestParts<AppState> for OperatorSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Signed(session) = Signed::from_request_parts(parts, state).await?;
+        match &session.role {
+            Role::Operator { key } => {
+                let key = key.clone();
+                Ok(OperatorSession { session, key })
+            }
+            _ => {
+                let mut f = Failure::not_found();
+                f.page.nav = Nav::of(&session);
+                Err(f.into_response())
+            }
+        }
+    }
+}
+
 /// A support agent's session.
 pub struct SupportSession {
     pub session: Session,
@@ -327,7 +368,7 @@ fn home_of(s: &Session) -> String {
     match &s.role {
         Role::Tenant { tenant, .. } => format!("/console/t/{tenant}/users"),
         Role::Support { .. } => "/console/escalations".into(),
-        Role::Operator => "/console/sign-in?operator=1".into(),
+        Role::Operator { .. } => "/console/operator".into(),
     }
 }
 
@@ -345,19 +386,10 @@ struct SignInPage {
     error: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct SignInQuery {
-    operator: Option<String>,
-}
-
-async fn sign_in_page(axum::extract::Query(q): axum::extract::Query<SignInQuery>) -> SignInPage {
+async fn sign_in_page() -> SignInPage {
     SignInPage {
         nav: Nav::default(),
-        error: q.operator.map(|_| {
-            "Operator pages are not in the console yet; use the operator API (`/v1/admin`) or \
-             `lethe policy`."
-                .to_owned()
-        }),
+        error: None,
     }
 }
 
@@ -445,7 +477,7 @@ async fn sign_in(
                 agent: actor.to_owned(),
             }
         }
-        Principal::Operator(_) => Role::Operator,
+        Principal::Operator(key) => Role::Operator { key },
     };
     let value = match state.sessions().open(key, &role, unix_now()).await {
         Ok(v) => v,
@@ -459,7 +491,7 @@ async fn sign_in(
     let home = match &role {
         Role::Tenant { tenant, .. } => format!("/console/t/{tenant}/users"),
         Role::Support { .. } => "/console/escalations".into(),
-        Role::Operator => "/console/sign-in?operator=1".into(),
+        Role::Operator { .. } => "/console/operator".into(),
     };
     (jar.add(cookie), Redirect::to(&home)).into_response()
 }
@@ -486,6 +518,14 @@ async fn sign_out(
         .path("/console")
         .build();
     (jar.remove(gone), Redirect::to("/console/sign-in")).into_response()
+}
+
+/// An enum's wire name (`accepted`, `rollback`…), as the API spells it.
+pub fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// A unix time for people: `2026-12-01 22:29 UTC`.

@@ -42,8 +42,9 @@ pub enum Role {
     Tenant { tenant: String, actor: String },
     /// A support agent, by the name approvals record.
     Support { agent: String },
-    /// An operator key's holder.
-    Operator,
+    /// An operator key's holder, by the key's id (what deployment
+    /// records name).
+    Operator { key: String },
 }
 
 /// A live session.
@@ -85,7 +86,7 @@ impl Sessions {
         let (name, tenant, actor, agent) = match role {
             Role::Tenant { tenant, actor } => ("tenant", Some(tenant), Some(actor), None),
             Role::Support { agent } => ("support", None, None, Some(agent)),
-            Role::Operator => ("operator", None, None, None),
+            Role::Operator { key } => ("operator", None, None, Some(key)),
         };
         sqlx::query(
             "INSERT INTO lethe_console_sessions (sha256, key_sha256, role, tenant_id, actor_id, agent, \
@@ -132,7 +133,7 @@ impl Sessions {
                 Role::Tenant { tenant, actor }
             }
             ("support", Some(Principal::Support), _, _, Some(agent)) => Role::Support { agent },
-            ("operator", Some(Principal::Operator(_)), _, _, _) => Role::Operator,
+            ("operator", Some(Principal::Operator(key)), _, _, _) => Role::Operator { key },
             // Revoked, or no longer the role it was: over.
             _ => {
                 self.end(cookie, now).await?;
