@@ -171,6 +171,11 @@ test('seed 003: mentees by last login, all filtered across pages, typed count, p
     assert.equal(Number(await page.textContent('#applied')), allow);
     assert.equal(Number(await page.textContent('#escalated')), escalate);
     assert.equal(await page.getAttribute('#progress', 'value'), await page.getAttribute('#progress', 'max'));
+    // The stream the page follows while a job runs: the session's, not a key's.
+    const stream = await context.request.get(`${page.url()}/events`);
+    assert.equal(stream.status(), 200);
+    assert.match(stream.headers()['content-type'], /text\/event-stream/);
+    assert.match(await stream.text(), /event: end\ndata: \{"job_id"/);
     const notApplied = await page.locator('#not-applied tr[data-user]').evaluateAll(
       (rows) => rows.map((r) => r.getAttribute('data-user')));
     assert.equal(notApplied.length, escalate);

@@ -150,6 +150,16 @@ pub async fn events(
     State(state): State<AppState>,
     Path((_t, id)): Path<(String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    job_stream(&state, t, id).await
+}
+
+/// A job's progress as server-sent events (`progress`, then `end`); the
+/// API's stream and the console's job page.
+pub(crate) async fn job_stream(
+    state: &AppState,
+    t: String,
+    id: String,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     // 404 before the stream starts, like every other endpoint.
     state.bulk().job(&t, &id).await?;
     let bulk = state.bulk().clone();

@@ -14,7 +14,7 @@
 
 mod admin;
 pub mod auth;
-mod bulk;
+pub(crate) mod bulk;
 mod events;
 mod handlers;
 pub mod openapi;

@@ -355,3 +355,16 @@ pub async fn jobs(ts: TenantSession, State(state): State<AppState>) -> Response 
         Err(e) => Failure::from_problem(nav, Problem::from(e)).into_response(),
     }
 }
+
+/// The job's progress for the job page's script: the API's event stream,
+/// behind the session instead of a key.
+pub async fn job_events(
+    ts: TenantSession,
+    State(state): State<AppState>,
+    Path((_t, id)): Path<(String, String)>,
+) -> Response {
+    match crate::api::bulk::job_stream(&state, ts.tenant.clone(), id).await {
+        Ok(sse) => sse.into_response(),
+        Err(p) => Failure::from_problem(Nav::of(&ts.session), p).into_response(),
+    }
+}

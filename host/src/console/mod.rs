@@ -61,6 +61,7 @@ pub fn router(upload_limit_bytes: usize) -> Router<AppState> {
         .route("/t/{t}/bulk/{preview}/execute", post(bulk::execute))
         .route("/t/{t}/jobs", get(bulk::jobs))
         .route("/t/{t}/jobs/{id}", get(bulk::job))
+        .route("/t/{t}/jobs/{id}/events", get(bulk::job_events))
         .route("/operator", get(operator::tenants))
         .route("/operator/t/{t}", get(operator::tenant))
         .route(
