@@ -14,7 +14,7 @@ use axum_extra::extract::Form as MultiForm;
 use serde::Deserialize;
 
 use super::tenant::UsersQuery;
-use super::{check_csrf, when, Failure, Nav, TenantSession};
+use super::{check_csrf, Failure, Nav, TenantSession};
 use crate::api::{AppState, Problem};
 use crate::bulk::{BulkError, ExecuteRequest, Job, Preview, PreviewRequest};
 use crate::contract::Action;
@@ -176,12 +176,6 @@ pub struct PreviewPage {
     error: Option<String>,
 }
 
-impl PreviewPage {
-    fn when(&self, t: &Option<i64>) -> String {
-        when(*t)
-    }
-}
-
 /// The selection's preview.
 pub async fn preview(
     ts: TenantSession,
@@ -304,9 +298,6 @@ pub struct JobPage {
 }
 
 impl JobPage {
-    fn when(&self, t: &Option<i64>) -> String {
-        when(*t)
-    }
     fn finished(&self) -> bool {
         self.job.is_terminal()
     }
@@ -335,12 +326,6 @@ pub struct JobsPage {
     nav: Nav,
     tenant: String,
     jobs: Vec<Job>,
-}
-
-impl JobsPage {
-    fn at(&self, t: &i64) -> String {
-        when(Some(*t))
-    }
 }
 
 pub async fn jobs(ts: TenantSession, State(state): State<AppState>) -> Response {

@@ -287,13 +287,17 @@ impl FromRequestParts<AppState> for TenantSession {
                     actor,
                 })
             }
-            _ => {
-                let mut f = Failure::not_found();
-                f.page.nav = Nav::of(&session);
-                Err(f.into_response())
-            }
+            _ => Err(not_yours(&session)),
         }
     }
+}
+
+/// A page of another role or tenant: the 404 of a page that does not
+/// exist, with the session's own header.
+fn not_yours(session: &Session) -> Response {
+    let mut f = Failure::not_found();
+    f.page.nav = Nav::of(session);
+    f.into_response()
 }
 
 /// An operator's session: holds the key's id.
@@ -312,11 +316,7 @@ impl FromRequestParts<AppState> for OperatorSession {
                 let key = key.clone();
                 Ok(OperatorSession { session, key })
             }
-            _ => {
-                let mut f = Failure::not_found();
-                f.page.nav = Nav::of(&session);
-                Err(f.into_response())
-            }
+            _ => Err(not_yours(&session)),
         }
     }
 }
@@ -337,11 +337,7 @@ impl FromRequestParts<AppState> for SupportSession {
                 let agent = agent.clone();
                 Ok(SupportSession { session, agent })
             }
-            _ => {
-                let mut f = Failure::not_found();
-                f.page.nav = Nav::of(&session);
-                Err(f.into_response())
-            }
+            _ => Err(not_yours(&session)),
         }
     }
 }
@@ -527,6 +523,16 @@ pub fn wire_name<T: serde::Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// Template helper: a unix time for people.
+pub fn at(t: &i64) -> String {
+    when(Some(*t))
+}
+
+/// Template helper: a unix time for people, or a dash.
+pub fn when_opt(t: &Option<i64>) -> String {
+    when(*t)
 }
 
 /// A unix time for people: `2026-12-01 22:29 UTC`.

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::{check_csrf, when, Failure, Nav, OperatorSession};
+use super::{check_csrf, Failure, Nav, OperatorSession};
 use crate::api::{AppState, Problem};
 use crate::clock::unix_now;
 use crate::deploy::replay::ReplayReport;
@@ -25,12 +25,6 @@ use crate::evidence::RecordWindow;
 pub struct TenantsPage {
     nav: Nav,
     tenants: Vec<Tenant>,
-}
-
-impl TenantsPage {
-    fn at(&self, t: &i64) -> String {
-        when(Some(*t))
-    }
 }
 
 pub async fn tenants(os: OperatorSession, State(state): State<AppState>) -> Response {
@@ -52,9 +46,6 @@ pub struct TenantPage {
 }
 
 impl TenantPage {
-    fn at(&self, t: &i64) -> String {
-        when(Some(*t))
-    }
     fn accepted(&self, v: &PolicyVersion) -> bool {
         v.status == VersionStatus::Accepted
     }

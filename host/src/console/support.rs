@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::{check_csrf, when, Failure, Nav, SupportSession};
+use super::{check_csrf, Failure, Nav, SupportSession};
 use crate::api::{AppState, Problem};
 use crate::clock::unix_now;
 use crate::escalation::{self, Escalation, EscalationStatus};
@@ -30,12 +30,6 @@ pub struct QueuePage {
     status: String,
     escalations: Vec<Escalation>,
     statuses: [EscalationStatus; 3],
-}
-
-impl QueuePage {
-    fn at(&self, t: &i64) -> String {
-        when(Some(*t))
-    }
 }
 
 pub async fn queue(
@@ -80,12 +74,6 @@ pub struct EscalationPage {
 }
 
 impl EscalationPage {
-    fn at(&self, t: &i64) -> String {
-        when(Some(*t))
-    }
-    fn when(&self, t: &Option<i64>) -> String {
-        when(*t)
-    }
     fn pending(&self) -> bool {
         self.esc.status == EscalationStatus::Pending
     }

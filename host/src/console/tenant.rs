@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::{check_csrf, date_to_unix, when, Failure, Nav, TenantSession};
+use super::{check_csrf, date_to_unix, Failure, Nav, TenantSession};
 use crate::api::{AppState, Problem};
 use crate::clock::unix_now;
 use crate::contract::{Action, LifecycleState, Outcome};
@@ -133,10 +133,6 @@ impl UsersPage {
     fn is_selected(&self, id: &str) -> bool {
         self.selected.contains(id)
     }
-
-    fn when(&self, t: &Option<i64>) -> String {
-        when(*t)
-    }
 }
 
 pub async fn users(
@@ -194,15 +190,6 @@ pub struct UserPage {
     /// Active users who may receive transferred items.
     targets: Vec<UserSummary>,
     actions: [Action; 7],
-}
-
-impl UserPage {
-    fn when(&self, t: &Option<i64>) -> String {
-        when(*t)
-    }
-    fn at(&self, t: &i64) -> String {
-        when(Some(*t))
-    }
 }
 
 pub async fn user(
@@ -296,9 +283,6 @@ impl DecidedPage {
             Outcome::Deny { message, code } => format!("{message} ({code})"),
             _ => String::new(),
         }
-    }
-    fn when(&self, t: &Option<i64>) -> String {
-        when(*t)
     }
 }
 
@@ -404,12 +388,6 @@ pub struct AuditPage {
     nav: Nav,
     tenant: String,
     entries: Vec<AuditEntry>,
-}
-
-impl AuditPage {
-    fn at(&self, t: &i64) -> String {
-        when(Some(*t))
-    }
 }
 
 pub async fn audit(ts: TenantSession, State(state): State<AppState>) -> Response {
