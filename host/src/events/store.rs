@@ -111,7 +111,7 @@ pub struct EventFilter {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<Limit<1000>>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]{1,18}-.+$")]
+    #[param(pattern = "^[0-9]{1,18}-[0-9]{1,18}-.+$")]
     pub cursor: Option<String>,
 }
 
@@ -270,33 +270,40 @@ fn delivery_from_row(r: &AnyRow) -> Result<(String, Delivery), EventError> {
     ))
 }
 
-/// An events cursor: `<created_ms>-<event id>` of the last event of a page.
-fn decode_cursor(c: &str) -> Result<(i64, String), EventError> {
-    let (ms, id) = c.split_once('-').ok_or(EventError::BadCursor)?;
+/// An events cursor: `<created_ms>-<stream seq>-<event id>` of the last
+/// event of a page (the seq is 0 for events about no user).
+fn decode_cursor(c: &str) -> Result<(i64, i64, String), EventError> {
+    let (ms, rest) = c.split_once('-').ok_or(EventError::BadCursor)?;
+    let (seq, id) = rest.split_once('-').ok_or(EventError::BadCursor)?;
     Ok((
         ms.parse().map_err(|_| EventError::BadCursor)?,
+        seq.parse().map_err(|_| EventError::BadCursor)?,
         id.to_owned(),
     ))
 }
 
 impl Events {
-    /// The tenant's events, newest first.
+    /// The tenant's events, newest first. Events of one millisecond come
+    /// in their user's order (one transaction can record several: an
+    /// approval's `escalation.approved`, then its `user.deleted`), then by id.
     pub async fn list(&self, tenant: &str, f: &EventFilter) -> Result<EventPage, EventError> {
         let limit = i64::from(Limit::or(f.limit, 100));
-        let (before_ms, before_id) = match &f.cursor {
+        let (before_ms, before_seq, before_id) = match &f.cursor {
             Some(c) => decode_cursor(c)?,
-            None => (i64::MAX, String::new()),
+            None => (i64::MAX, 0, String::new()),
         };
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM lethe_events e WHERE tenant_id = $1 \
-             AND (created_ms < $2 OR (created_ms = $2 AND id < $3)) \
-             AND ($4 IS NULL OR event_type = $4) AND ($5 IS NULL OR user_id = $5) \
-             AND ($6 IS NULL OR EXISTS (SELECT 1 FROM lethe_webhook_deliveries d \
-                  WHERE d.event_id = e.id AND d.status = $6)) \
-             ORDER BY created_ms DESC, id DESC LIMIT $7"
+             AND (created_ms < $2 OR (created_ms = $2 AND (COALESCE(stream_seq, 0) < $3 \
+                  OR (COALESCE(stream_seq, 0) = $3 AND id < $4)))) \
+             AND ($5 IS NULL OR event_type = $5) AND ($6 IS NULL OR user_id = $6) \
+             AND ($7 IS NULL OR EXISTS (SELECT 1 FROM lethe_webhook_deliveries d \
+                  WHERE d.event_id = e.id AND d.status = $7)) \
+             ORDER BY created_ms DESC, COALESCE(stream_seq, 0) DESC, id DESC LIMIT $8"
         ))
         .bind(tenant)
         .bind(before_ms)
+        .bind(before_seq)
         .bind(&before_id)
         .bind(f.event_type.map(|t| t.as_str().to_owned()))
         .bind(f.user.clone())
@@ -313,7 +320,7 @@ impl Events {
         }
         self.attach_deliveries(&mut events, Log::Without).await?;
         let next_cursor = match events.last() {
-            Some(e) if more => Some(format!("{last_ms}-{}", e.id)),
+            Some(e) if more => Some(format!("{last_ms}-{}-{}", e.seq.unwrap_or(0), e.id)),
             _ => None,
         };
         Ok(EventPage {
