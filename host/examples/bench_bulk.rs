@@ -29,8 +29,10 @@
 //! Per run: Lethe (preview, execute, in-process worker with default
 //! `BulkSettings` until the job completes; the job must end with every user
 //! applied) and the floor (one transaction per user, same users, same
-//! order) each on their own copy; the platform tables of both are then
-//! compared row for row. Policies are loaded from `policies/dist` (`bash
+//! order) each on their own copy, and the set-based floor (`floor_set`: the
+//! same changes as one statement per table for each batch of users, one
+//! transaction per batch, no evidence: what a DBA would write for a one-off
+//! cleanup); the platform tables of all are then compared row for row. Policies are loaded from `policies/dist` (`bash
 //! policies/build.sh`).
 
 use std::path::PathBuf;
@@ -963,6 +965,128 @@ async fn run_floor(
     Ok((floor_ms, first, log))
 }
 
+/// `$from, $from+1, …` for `n` values.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a DBA would write for a one-off cleanup of one batch of users:
+/// the same changes as [`floor_user`], each statement for the whole batch
+/// (`… IN (…)`), no evidence, no restore log. Rows changed.
+async fn floor_set(
+    conn: &mut AnyConnection,
+    scenario: Scenario,
+    backend: Backend,
+    users: &[String],
+) -> anyhow::Result<u64> {
+    let n = users.len();
+    let ids = placeholders(2, n);
+    let mut changed = 0;
+    macro_rules! exec {
+        ($sql:expr, $extra:expr) => {{
+            let sql: String = $sql;
+            let mut q = sqlx::query(&sql).bind(TENANT);
+            for u in users {
+                q = q.bind(u.as_str());
+            }
+            for v in $extra {
+                q = q.bind(v);
+            }
+            q.execute(&mut *conn).await?.rows_affected()
+        }};
+    }
+    let none: Vec<String> = Vec::new();
+    match scenario {
+        Scenario::DeactivateFirst => {
+            let lock = if backend == Backend::Postgres {
+                " FOR UPDATE"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT id, email, name, phone, avatar_url FROM users WHERE tenant_id = $1 AND id IN ({ids}){lock}"
+            );
+            let mut q = sqlx::query(&sql).bind(TENANT);
+            for u in users {
+                q = q.bind(u.as_str());
+            }
+            let mut identities = Vec::with_capacity(n);
+            for row in q.fetch_all(&mut *conn).await? {
+                let id: String = row.try_get(0)?;
+                let mut identity: Vec<String> = (1..5)
+                    .filter_map(|i| row.try_get::<Option<String>, _>(i).transpose())
+                    .collect::<Result<_, _>>()?;
+                identity.retain(|v| v.chars().count() >= 3 && v != "(deleted user)");
+                identity.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+                identity.dedup();
+                identities.push((id, identity));
+            }
+            for sql in CASCADE {
+                changed += exec!(sql.replace("= $2", &format!("IN ({ids})")), none.clone());
+            }
+            // One statement per id column: each user's own strings and
+            // pseudonym picked by CASE.
+            for col in ["target_id", "actor_id"] {
+                let mut binds: Vec<String> = Vec::new();
+                let mut next = 2 + n;
+                let mut line_case = Vec::new();
+                let mut id_case = Vec::new();
+                for (id, identity) in &identities {
+                    let (u, p) = (next, next + 1);
+                    binds.push(id.clone());
+                    binds.push(pseudonym_for(TENANT, id));
+                    next += 2;
+                    let mut line = "line".to_owned();
+                    for s in identity {
+                        line = format!("REPLACE({line}, ${next}, ${p})");
+                        binds.push(s.clone());
+                        next += 1;
+                    }
+                    line_case.push(format!("WHEN {col} = ${u} THEN {line}"));
+                    id_case.push(format!("WHEN {col} = ${u} THEN ${p}"));
+                }
+                changed += exec!(
+                    format!(
+                        "UPDATE admin_activity SET line = CASE {} ELSE line END, {col} = CASE {} ELSE {col} END \
+                         WHERE tenant_id = $1 AND {col} IN ({ids})",
+                        line_case.join(" "),
+                        id_case.join(" ")
+                    ),
+                    binds
+                );
+            }
+            changed += exec!(SCRUB.replace("= $2", &format!("IN ({ids})")), none.clone());
+        }
+        Scenario::TwoStageErase => {
+            for sql in SOFT_DELETE {
+                changed += exec!(sql.replace("= $2", &format!("IN ({ids})")), none.clone());
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// The set-based floor over every user, one transaction per batch of
+/// `batch` users: (ms, rows changed per user).
+async fn run_floor_set(
+    db: &Db,
+    scenario: Scenario,
+    users: &[String],
+    batch: usize,
+) -> anyhow::Result<(f64, u64)> {
+    let started = Instant::now();
+    let mut changed = 0;
+    for chunk in users.chunks(batch) {
+        let mut tx = db.begin_write().await?;
+        changed += floor_set(&mut tx, scenario, db.backend(), chunk).await?;
+        tx.commit().await?;
+    }
+    Ok((ms(started), changed / users.len().max(1) as u64))
+}
+
 // ---------------------------------------------------------------------------
 // Runs and report
 
@@ -985,6 +1109,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 struct Sample {
     lethe: LetheRun,
     floor_ms: f64,
+    /// The set-based floor ([`floor_set`]).
+    set_ms: f64,
     log_ms: Option<f64>,
     changed_per_user: u64,
 }
@@ -1015,6 +1141,17 @@ async fn measure(
         "the floor and Lethe left different platform data:\n{floor_state:?}\n{lethe_state:?}"
     );
 
+    let set_db = dbs.copy(template, "floorset").await?;
+    let batch = BulkSettings::default().batch_size;
+    let (set_ms, set_changed) = run_floor_set(&set_db, scenario, users, batch).await?;
+    let set_state = platform_digest(&set_db).await?;
+    set_db.close().await;
+    dbs.drop("floorset").await?;
+    ensure!(
+        set_state == lethe_state && set_changed == changed_per_user,
+        "the set-based floor left different platform data ({set_changed} vs {changed_per_user} rows per user)"
+    );
+
     let log_ms = if scenario.has_window() {
         let db = dbs.copy(template, "floorlog").await?;
         let (log_ms, _, log_rows) = run_floor(&db, scenario, true, users).await?;
@@ -1037,6 +1174,7 @@ async fn measure(
     Ok(Sample {
         lethe,
         floor_ms,
+        set_ms,
         log_ms,
         changed_per_user,
     })
@@ -1109,7 +1247,11 @@ async fn main() -> anyhow::Result<()> {
             "Lethe: preview, then job = execute (re-evaluate, queue items) + worker (batches of {}) until completed.",
             BulkSettings::default().batch_size
         );
-        println!("Floor: the same changes by hand-written SQL, one transaction per user.\n");
+        println!("Floor: the same changes by hand-written SQL, one transaction per user.");
+        println!(
+            "Set floor: the same changes by hand-written set-based SQL, one transaction per batch of {} users, no evidence.\n",
+            BulkSettings::default().batch_size
+        );
         // One template per size, then the sizes interleaved within each
         // repeat, so that every size sees the same share of whatever else
         // the machine is doing.
@@ -1149,6 +1291,7 @@ async fn main() -> anyhow::Result<()> {
             let execute_ms = med(&|s| s.lethe.execute_ms);
             let job_ms = med(&|s| s.lethe.job_ms);
             let floor_ms = med(&|s| s.floor_ms);
+            let set_ms = med(&|s| s.set_ms);
             let log_ms = samples[0]
                 .log_ms
                 .is_some()
@@ -1159,7 +1302,7 @@ async fn main() -> anyhow::Result<()> {
             let nf = f64::from(n);
             if rows.is_empty() {
                 println!(
-                    "{:>6}  {:>10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {:>10}  {:>14}  {:>8}  {:>11}  {:>14}",
+                    "{:>6}  {:>10}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {:>10}  {:>14}  {:>8}  {:>11}  {:>14}  {:>8}  {:>9}",
                     "users",
                     "owned/user",
                     "preview_ms",
@@ -1171,7 +1314,9 @@ async fn main() -> anyhow::Result<()> {
                     "floor users/s",
                     "floor µs",
                     "lethe/floor",
-                    "floor+log ratio"
+                    "floor+log ratio",
+                    "set µs",
+                    "lethe/set"
                 );
             }
             let log_cell = match log_ms {
@@ -1179,12 +1324,14 @@ async fn main() -> anyhow::Result<()> {
                 None => "n/a (no log)".into(),
             };
             println!(
-                "{n:>6}  {OWNED_PER_USER:>10}  {preview_ms:>10.1}  {execute_ms:>10.1}  {job_ms:>10.1}  {:>8.0}  {:>8.1}  {floor_ms:>10.1}  {:>14.0}  {:>8.1}  {:>10.2}×  {log_cell:>14}",
+                "{n:>6}  {OWNED_PER_USER:>10}  {preview_ms:>10.1}  {execute_ms:>10.1}  {job_ms:>10.1}  {:>8.0}  {:>8.1}  {floor_ms:>10.1}  {:>14.0}  {:>8.1}  {:>10.2}×  {log_cell:>14}  {:>8.1}  {:>8.2}×",
                 nf / job_ms * 1000.0,
                 job_ms * 1000.0 / nf,
                 nf / floor_ms * 1000.0,
                 floor_ms * 1000.0 / nf,
                 job_ms / floor_ms,
+                set_ms * 1000.0 / nf,
+                job_ms / set_ms,
             );
             notes.push(format!(
                 "{n:>6} users: data inserted in {insert_ms:.0} ms; the floor changes {} rows per user; \

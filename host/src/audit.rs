@@ -128,3 +128,100 @@ pub async fn record(conn: &mut AnyConnection, e: &Evidence<'_>) -> Result<(), sq
     }
     Ok(())
 }
+
+/// Rows per multi-row `INSERT` of [`record_many`]: well under every
+/// backend's bind-parameter limit (11 values a row).
+const ROWS_PER_INSERT: usize = 200;
+
+/// [`record`] for the users of a bulk batch: the decision records, audit
+/// rows and history entries of all of them in one statement per table
+/// (per [`ROWS_PER_INSERT`]).
+pub async fn record_many(
+    conn: &mut AnyConnection,
+    all: &[Evidence<'_>],
+) -> Result<(), sqlx::Error> {
+    use crate::platform::Sql;
+    for chunk in all.chunks(ROWS_PER_INSERT) {
+        let mut q = Sql::new();
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|e| {
+                let version = match e.policy_version {
+                    Some(v) => q.int(v),
+                    None => "NULL".to_owned(),
+                };
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {version})",
+                    q.text(e.action_id),
+                    q.text(e.tenant),
+                    q.text(e.subject),
+                    q.text(e.policy_sha256),
+                    q.text(e.request_json.as_str()),
+                    q.text(e.decision_json.as_str()),
+                    q.text(e.rules.as_str()),
+                    q.int(e.fuel_used),
+                    q.int(e.latency_us),
+                    q.int(e.at),
+                )
+            })
+            .collect();
+        q.push(&format!(
+            "INSERT INTO lethe_decisions (action_id, tenant_id, subject_id, policy_sha256, request_json, \
+             decision_json, rules, fuel_used, latency_us, at, policy_version) VALUES {}",
+            rows.join(", ")
+        ));
+        q.execute(&mut *conn).await?;
+
+        let mut q = Sql::new();
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|e| {
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    q.text(e.action_id),
+                    q.text(e.tenant),
+                    q.text(e.subject),
+                    q.text(actor_kind(e.actor.kind)),
+                    q.text(e.actor.id.as_str()),
+                    q.text(e.action.as_str()),
+                    q.text(e.outcome),
+                    q.text(e.effects_json.as_str()),
+                    q.int(e.at),
+                )
+            })
+            .collect();
+        q.push(&format!(
+            "INSERT INTO lethe_audit (action_id, tenant_id, subject_id, actor_kind, actor_id, action, outcome, \
+             effects_json, at) VALUES {}",
+            rows.join(", ")
+        ));
+        q.execute(&mut *conn).await?;
+
+        let mut q = Sql::new();
+        let rows: Vec<String> = chunk
+            .iter()
+            .filter_map(|e| {
+                let (from, to) = e.transition?;
+                Some(format!(
+                    "({}, {}, {}, {}, {}, {}, {})",
+                    q.text(e.action_id),
+                    q.text(e.tenant),
+                    q.text(e.subject),
+                    q.text(e.action.as_str()),
+                    q.text(from.as_str()),
+                    q.text(to.as_str()),
+                    q.int(e.at),
+                ))
+            })
+            .collect();
+        if !rows.is_empty() {
+            q.push(&format!(
+                "INSERT INTO lethe_lifecycle_history (action_id, tenant_id, user_id, action, from_state, to_state, at) \
+                 VALUES {}",
+                rows.join(", ")
+            ));
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}

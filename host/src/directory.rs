@@ -278,7 +278,7 @@ impl Directory {
     ) -> Result<Vec<UserSummary>, DirectoryError> {
         let rows = self
             .platform
-            .users(&mut *self.conn().await?, tenant, ids)
+            .users(&mut *self.conn().await?, tenant, ids, RowLock::None)
             .await?;
         self.summaries(rows)
     }

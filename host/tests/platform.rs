@@ -134,6 +134,7 @@ async fn integer_keys_are_matched_without_casts_and_restore_round_trips() {
                 &mut conn,
                 "o1",
                 &["3".into(), "x".into(), "1".into(), "4".into()],
+                RowLock::None,
             )
             .await
             .unwrap();

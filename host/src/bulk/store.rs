@@ -85,6 +85,19 @@ pub(super) struct ItemOutcome<'a> {
     pub escalation_id: Option<&'a str>,
 }
 
+/// How one item of a batch leaves `pending` ([`Store::mark_items_done`]).
+#[derive(Debug, Clone)]
+pub(super) struct BatchItem {
+    pub seq: i64,
+    pub status: ItemStatus,
+    /// The deny code, escalation queue or refusal code.
+    pub code: Option<String>,
+    pub detail: Option<String>,
+    /// `None` for a user refused before anything was decided.
+    pub action_id: Option<String>,
+    pub escalation_id: Option<String>,
+}
+
 /// Items per status of one job.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counts {
@@ -638,6 +651,50 @@ impl Store {
         .await?
         .rows_affected();
         Ok(moved == 1)
+    }
+
+    /// Move the items of a whole batch out of `pending`, on the batch's
+    /// transaction, in one statement. Returns how many moved: fewer than
+    /// `items` means another worker handled some, and the caller rolls the
+    /// batch back.
+    pub async fn mark_items_done(
+        conn: &mut AnyConnection,
+        job_id: &str,
+        items: &[BatchItem],
+        now: i64,
+    ) -> Result<u64, sqlx::Error> {
+        use crate::platform::Sql;
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let mut q = Sql::new();
+        let column = |q: &mut Sql, pick: &dyn Fn(&BatchItem) -> Option<String>| {
+            let branches: Vec<String> = items
+                .iter()
+                .map(|i| {
+                    let seq = q.int(i.seq);
+                    let v = q.opt_text(pick(i).as_deref());
+                    format!("WHEN {seq} THEN {v}")
+                })
+                .collect();
+            format!("CASE seq {} END", branches.join(" "))
+        };
+        let status = column(&mut q, &|i| Some(i.status.as_str().to_owned()));
+        let code = column(&mut q, &|i| i.code.clone());
+        let detail = column(&mut q, &|i| i.detail.clone());
+        let action = column(&mut q, &|i| i.action_id.clone());
+        let escalation = column(&mut q, &|i| i.escalation_id.clone());
+        let job = q.text(job_id);
+        let seqs: Vec<String> = items.iter().map(|i| q.int(i.seq)).collect();
+        let done_at = q.int(now);
+        let pending = q.text(ItemStatus::Pending.as_str());
+        q.push(&format!(
+            "UPDATE lethe_bulk_items SET status = {status}, code = {code}, detail = {detail}, \
+             action_id = {action}, escalation_id = {escalation}, done_at = {done_at} \
+             WHERE job_id = {job} AND seq IN ({}) AND status = {pending}",
+            seqs.join(", ")
+        ));
+        q.execute(conn).await
     }
 
     /// Record an item whose action applied nothing (its transaction rolled

@@ -1,7 +1,14 @@
 //! The bulk worker: takes a job, works its pending items in batches, one
-//! transaction per user.
+//! transaction per batch.
 //!
-//! Per batch: the users' contexts are read set-based
+//! A batch's users are locked, decided and applied in one transaction by
+//! [`Executor::act_batch`](crate::executor::Executor::act_batch), and its
+//! items leave `pending` in that transaction ([`BatchDone`]): a killed host
+//! leaves the whole batch applied or the whole batch pending. When a batch
+//! cannot be applied that way (a restore, a transfer to one of its own
+//! users) or its transaction fails, it is worked one transaction per user:
+//!
+//! Per user: the users' contexts are read set-based
 //! ([`Executor::contexts`](crate::executor::Executor::contexts)) and decided
 //! in one policy session ([`Decider::decide_batch`]). Each user then goes
 //! through the executor like any single action: its transaction locks and
@@ -27,7 +34,8 @@ use super::{unix_millis, unix_now, Bulk, BulkError};
 use crate::contract::{Outcome, Request};
 use crate::escalation::{self, Asked};
 use crate::executor::{
-    ActionReport, ActorRef, Ask, Decider, Epilogue, ExecError, PolicyFault, Verdict,
+    ActionReport, ActorRef, Ask, BatchEpilogue, Batched, Decider, Epilogue, ExecError, PolicyFault,
+    Verdict,
 };
 
 /// Work bulk jobs until `stop` turns true: this host's queued jobs at once
@@ -164,9 +172,10 @@ impl Bulk {
         Ok(())
     }
 
-    /// One batch: contexts set-based, one policy session, then one
-    /// transaction per user. `Some` when the job must stop before the batch
-    /// is through.
+    /// One batch: all its users in one transaction
+    /// ([`Executor::act_batch`](crate::executor::Executor::act_batch)), or,
+    /// when that cannot be done or fails, one transaction per user. `Some`
+    /// when the job must stop before the batch is through.
     async fn batch<D: Decider>(
         &self,
         decider: &D,
@@ -183,11 +192,57 @@ impl Bulk {
             now: unix_now(),
         };
         let users: Vec<String> = items.iter().map(|(_, u)| u.clone()).collect();
+        let asked = Asked {
+            actor_id: &job.actor_id,
+            transfer_to: job.transfer_to.as_deref(),
+            reason: job.reason.as_deref(),
+        };
+        let done = BatchDone {
+            job: &job.id,
+            seqs: items.iter().map(|(seq, u)| (u.as_str(), *seq)).collect(),
+            asked: &asked,
+            now: ask.now,
+        };
+        match self
+            .executor()
+            .act_batch(decider, &ask, &users, &done)
+            .await
+        {
+            Ok(Batched::Done { reports, refused }) => {
+                for r in &reports {
+                    crate::telemetry::bulk_item_done(item_status(r).as_str());
+                }
+                for (_, e) in &refused {
+                    crate::telemetry::bulk_item_done(refusal_status(e).as_str());
+                }
+                return Ok(None);
+            }
+            Ok(Batched::PerUser(why)) => {
+                tracing::debug!(job = %job.id, why, "batch applied one user at a time");
+            }
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "batch rolled back; applying its users one at a time");
+            }
+        }
+        self.batch_per_user(decider, job, &ask, items, stop).await
+    }
+
+    /// One batch, one transaction per user: contexts set-based, one policy
+    /// session, then each user through the executor like a single action.
+    async fn batch_per_user<D: Decider>(
+        &self,
+        decider: &D,
+        job: &Claimed,
+        ask: &Ask,
+        items: &[(i64, String)],
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Option<Stopped>, BulkError> {
+        let users: Vec<String> = items.iter().map(|(_, u)| u.clone()).collect();
         // The batch's verdicts. An actor who can no longer act (deactivated
         // since the job started) leaves none: every user's own action then
         // fails with that reason.
         let mut verdicts = HashMap::new();
-        match self.executor().contexts(&ask, &users).await {
+        match self.executor().contexts(ask, &users).await {
             Ok(prepared) => {
                 let requests: Vec<Request> = prepared
                     .into_iter()
@@ -235,21 +290,13 @@ impl Bulk {
                 .await
             {
                 Ok(report) => {
-                    let status = match report.decision.outcome {
-                        Outcome::Allow { .. } => ItemStatus::Applied,
-                        Outcome::Escalate { .. } => ItemStatus::Escalated,
-                        Outcome::Deny { .. } => ItemStatus::Denied,
-                    };
-                    crate::telemetry::bulk_item_done(status.as_str());
+                    crate::telemetry::bulk_item_done(item_status(&report).as_str());
                 }
                 Err(ExecError::Superseded(why)) => {
                     tracing::warn!(job = %job.id, seq, %why, "item already handled");
                 }
                 Err(e) => {
-                    let status = match e {
-                        ExecError::Lifecycle(_) => ItemStatus::Denied,
-                        _ => ItemStatus::Failed,
-                    };
+                    let status = refusal_status(&e);
                     tracing::info!(job = %job.id, %user, %status, error = %e, "bulk item not applied");
                     self.store()
                         .mark_item_failed(&job.id, *seq, status, e.code(), &e.to_string(), ask.now)
@@ -333,6 +380,93 @@ impl Epilogue for ItemDone<'_> {
             return Err(ExecError::Superseded(format!(
                 "item {} of job {} is no longer pending",
                 self.seq, self.job
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The status of an item whose user was decided.
+fn item_status(report: &ActionReport) -> ItemStatus {
+    match report.decision.outcome {
+        Outcome::Allow { .. } => ItemStatus::Applied,
+        Outcome::Escalate { .. } => ItemStatus::Escalated,
+        Outcome::Deny { .. } => ItemStatus::Denied,
+    }
+}
+
+/// The status of an item whose action could not happen: the state machine
+/// refusing it is a denial, anything else a failure.
+fn refusal_status(e: &ExecError) -> ItemStatus {
+    match e {
+        ExecError::Lifecycle(_) => ItemStatus::Denied,
+        _ => ItemStatus::Failed,
+    }
+}
+
+/// Moves every item of a batch out of `pending` in the batch's transaction,
+/// and queues its escalated users for support there too.
+struct BatchDone<'a> {
+    job: &'a str,
+    seqs: HashMap<&'a str, i64>,
+    asked: &'a Asked<'a>,
+    now: i64,
+}
+
+impl BatchEpilogue for BatchDone<'_> {
+    async fn write(
+        &self,
+        conn: &mut AnyConnection,
+        reports: &[ActionReport],
+        refused: &[(String, ExecError)],
+    ) -> Result<(), ExecError> {
+        let seq = |user: &str| {
+            self.seqs.get(user).copied().ok_or_else(|| {
+                ExecError::Corrupt(format!("user {user} is not an item of job {}", self.job))
+            })
+        };
+        let mut items = Vec::with_capacity(reports.len() + refused.len());
+        for r in reports {
+            let (code, detail, escalation_id) = match &r.decision.outcome {
+                Outcome::Allow { .. } => (None, None, None),
+                Outcome::Escalate { queue, reason } => (
+                    Some(queue.clone()),
+                    Some(reason.clone()),
+                    Some(escalation::insert(conn, r, self.asked, self.now).await?),
+                ),
+                Outcome::Deny { code, message } => {
+                    (Some(code.clone()), Some(message.clone()), None)
+                }
+            };
+            items.push(store::BatchItem {
+                seq: seq(&r.subject)?,
+                status: item_status(r),
+                code,
+                detail,
+                action_id: Some(r.action_id.clone()),
+                escalation_id,
+            });
+        }
+        for (user, e) in refused {
+            tracing::info!(job = %self.job, %user, error = %e, "bulk item not applied");
+            items.push(store::BatchItem {
+                seq: seq(user)?,
+                status: refusal_status(e),
+                code: Some(e.code().as_str().to_owned()),
+                detail: Some(e.to_string()),
+                action_id: None,
+                escalation_id: None,
+            });
+        }
+        let moved = Store::mark_items_done(conn, self.job, &items, self.now)
+            .await
+            .map_err(|e| ExecError::Db(crate::db::DbError::Sql(e)))?;
+        if moved != items.len() as u64 {
+            return Err(ExecError::Superseded(format!(
+                "{} of {} items of job {} are no longer pending",
+                items.len() as u64 - moved,
+                items.len(),
+                self.job
             )));
         }
         Ok(())

@@ -314,6 +314,16 @@ pub async fn record(conn: &mut AnyConnection, event: &Event) -> Result<String, s
     store::record(conn, event).await
 }
 
+/// [`record`] for the events of a bulk batch (one tenant, each about a
+/// different user), in a few multi-row statements; inside the batch's
+/// transaction. Returns the event ids in order.
+pub async fn record_many(
+    conn: &mut AnyConnection,
+    events: &[Event],
+) -> Result<Vec<String>, sqlx::Error> {
+    store::record_many(conn, events).await
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error("not found")]

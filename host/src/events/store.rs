@@ -229,6 +229,137 @@ pub(super) async fn record(conn: &mut AnyConnection, event: &Event) -> Result<St
     Ok(id)
 }
 
+/// Events per multi-row statement of [`record_many`].
+const EVENTS_PER_INSERT: usize = 200;
+
+/// [`record`] for the events of a bulk batch, all of one tenant and each
+/// about a different user: the users' stream sequences advanced in one
+/// statement, the events inserted in one, the deliveries fanned out in one
+/// (per [`EVENTS_PER_INSERT`]). Falls back to [`record`] one by one when two
+/// events are about the same user (one statement cannot advance a stream
+/// twice). Returns the event ids in order.
+pub(super) async fn record_many(
+    conn: &mut AnyConnection,
+    events: &[Event],
+) -> Result<Vec<String>, sqlx::Error> {
+    use crate::platform::Sql;
+    let mut users: Vec<&str> = events.iter().filter_map(|e| e.user.as_deref()).collect();
+    let about_users = users.len();
+    users.sort_unstable();
+    users.dedup();
+    let one_tenant = events.windows(2).all(|w| w[0].tenant == w[1].tenant);
+    if users.len() != about_users || about_users != events.len() || !one_tenant {
+        let mut ids = Vec::with_capacity(events.len());
+        for e in events {
+            ids.push(record(conn, e).await?);
+        }
+        return Ok(ids);
+    }
+    let Some(first) = events.first() else {
+        return Ok(Vec::new());
+    };
+    let tenant = first.tenant.as_str();
+    let endpoints: Vec<(String, Vec<EventType>)> = sqlx::query(
+        "SELECT id, event_types_json FROM lethe_webhook_endpoints WHERE tenant_id = $1 AND enabled = 1",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        let types: Vec<EventType> =
+            serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
+        Ok((row.try_get(0)?, types))
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    let created_ms = unix_millis();
+    let mut ids = Vec::with_capacity(events.len());
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let mut q = Sql::new();
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|e| {
+                format!(
+                    "({}, {}, 1)",
+                    q.text(tenant),
+                    q.text(e.user.as_deref().unwrap_or_default())
+                )
+            })
+            .collect();
+        q.push(&format!(
+            "INSERT INTO lethe_event_streams (tenant_id, user_id, last_seq) VALUES {} \
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET last_seq = lethe_event_streams.last_seq + 1 \
+             RETURNING user_id, last_seq",
+            rows.join(", ")
+        ));
+        let mut seqs: HashMap<String, i64> = HashMap::with_capacity(chunk.len());
+        for row in q.fetch_all(&mut *conn).await? {
+            seqs.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+        let mut q = Sql::new();
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut fan_out = Vec::new();
+        for e in chunk {
+            let id = format!("evt-{}", hex::encode(rand::random::<[u8; 16]>()));
+            let user = e.user.as_deref().unwrap_or_default();
+            let Some(seq) = seqs.get(user).copied() else {
+                return Err(sqlx::Error::Protocol(format!(
+                    "no stream sequence returned for user {user}"
+                )));
+            };
+            rows.push(format!(
+                "({}, {}, {}, {}, {}, {}, {}, {})",
+                q.text(id.as_str()),
+                q.text(tenant),
+                q.text(e.event_type.as_str()),
+                q.text(user),
+                q.int(seq),
+                q.text(e.data.to_string()),
+                q.int(e.at),
+                q.int(created_ms),
+            ));
+            for (endpoint, types) in &endpoints {
+                if types.is_empty() || types.contains(&e.event_type) {
+                    fan_out.push((id.clone(), endpoint.as_str(), user, seq));
+                }
+            }
+            ids.push(id);
+        }
+        q.push(&format!(
+            "INSERT INTO lethe_events (id, tenant_id, event_type, user_id, stream_seq, payload_json, at, created_ms) \
+             VALUES {}",
+            rows.join(", ")
+        ));
+        q.execute(&mut *conn).await?;
+        if !fan_out.is_empty() {
+            let mut q = Sql::new();
+            let rows: Vec<String> = fan_out
+                .iter()
+                .map(|(event, endpoint, user, seq)| {
+                    format!(
+                        "({}, {}, {}, {}, {}, {}, 0, {ms}, {ms})",
+                        q.text(event.as_str()),
+                        q.text(*endpoint),
+                        q.text(tenant),
+                        q.text(*user),
+                        q.int(*seq),
+                        q.text(DeliveryStatus::Pending.as_str()),
+                        ms = q.int(created_ms),
+                    )
+                })
+                .collect();
+            q.push(&format!(
+                "INSERT INTO lethe_webhook_deliveries (event_id, endpoint_id, tenant_id, user_id, stream_seq, \
+                 status, attempts, next_attempt_ms, created_ms) VALUES {}",
+                rows.join(", ")
+            ));
+            q.execute(&mut *conn).await?;
+        }
+    }
+    tracing::debug!(events = ids.len(), %tenant, "events recorded");
+    Ok(ids)
+}
+
 const EVENT_COLUMNS: &str =
     "id, tenant_id, event_type, user_id, stream_seq, payload_json, at, created_ms";
 

@@ -101,7 +101,10 @@ pub(super) async fn batch(
     let mut out = Vec::with_capacity(users.len());
     for chunk in users.chunks(super::CONTEXT_CHUNK) {
         let mut subjects = HashMap::with_capacity(chunk.len());
-        for user in p.users(&mut conn, &ask.tenant, chunk).await? {
+        for user in p
+            .users(&mut conn, &ask.tenant, chunk, RowLock::None)
+            .await?
+        {
             let user = user?;
             subjects.insert(user.subject.id.clone(), user);
         }

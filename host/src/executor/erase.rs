@@ -3,7 +3,8 @@
 //! The restore log is purged, references are pseudonymised (if the plan
 //! says so) with a stable per-person pseudonym, what is left of the
 //! subject's own rows loses its personal columns, and the profile is
-//! scrubbed. Billing (keep-guarded) rows stay, so counts stay.
+//! scrubbed. Billing (keep-guarded) rows stay, so counts stay. Every step
+//! but the identity read is one statement for all the users of a group.
 
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -11,51 +12,75 @@ use sqlx::Row;
 use super::effects::Apply;
 use super::{CategoryEffect, ExecError};
 use crate::contract::{LifecycleState, Plan, ProfilePlan, References};
+use crate::platform::references::Named;
 use crate::platform::restore_log::LoggedOp;
+use crate::platform::Sql;
 
 impl Apply<'_> {
-    /// Erase the subject. `log` is the delete whose restore log is still
-    /// kept (a user has at most one: restore consumes it, erase purges it).
+    /// Erase the members. Each member's `delete_action_id` is the delete
+    /// whose restore log is still kept (a user has at most one: restore
+    /// consumes it, erase purges it). `identities` are each member's
+    /// identifying strings ([`Apply::identities`]), in member order.
     pub async fn erase(
         &mut self,
         plan: &Plan,
-        identity: &[String],
-        log: Option<&str>,
+        identities: &[Vec<String>],
     ) -> Result<(), ExecError> {
         self.log = None;
-        if let Some(action_id) = log {
-            let n = sqlx::query("DELETE FROM lethe_restore_log WHERE action_id = $1")
-                .bind(action_id)
-                .execute(&mut *self.conn)
-                .await?
-                .rows_affected();
+        let logs: Vec<&str> = self
+            .members
+            .iter()
+            .filter_map(|m| m.delete_action_id)
+            .collect();
+        if !logs.is_empty() {
+            let mut q = Sql::new();
+            let ids = q.texts(logs.iter().copied());
+            q.push(&format!(
+                "DELETE FROM lethe_restore_log WHERE action_id IN ({ids})"
+            ));
+            let n = q.execute(self.conn).await?;
             tracing::debug!(rows = n, "restore log purged");
         }
         let p = self.p;
         if plan.references == References::Pseudonymise && !p.map().references.is_empty() {
-            let pseudonym = self.pseudonym().await?;
-            self.effects.references_pseudonymised += p
-                .pseudonymise_references(self.conn, self.owner, &pseudonym, identity)
+            let pseudonyms = self.pseudonyms().await?;
+            let named: Vec<Named<'_>> = self
+                .members
+                .iter()
+                .zip(&pseudonyms)
+                .zip(identities)
+                .map(|((m, pseudonym), identity)| Named {
+                    user: m.user,
+                    pseudonym,
+                    identity,
+                })
+                .collect();
+            let rewritten = p
+                .pseudonymise_references(self.conn, self.tenant, &named)
                 .await?;
+            for (e, n) in self.effects.iter_mut().zip(rewritten) {
+                e.references_pseudonymised += n;
+            }
         }
-        // What is left of the subject's own rows loses its personal columns.
+        // What is left of the members' own rows loses its personal columns.
         for c in &p.map().categories {
             if c.personal.is_empty() || p.map().is_kept(&c.table) {
                 continue;
             }
-            let n = self.anonymise(c).await?;
-            if n == 0 {
-                continue;
-            }
-            let effects = &mut self.effects.categories;
-            match effects.iter_mut().find(|e| e.category == c.name) {
-                Some(e) => e.anonymised += n,
-                None => effects.push(CategoryEffect {
-                    category: c.name.clone(),
-                    disposition: None,
-                    anonymised: n,
-                    ..Default::default()
-                }),
+            let each = self.anonymise(c).await?;
+            for (effects, n) in self.effects.iter_mut().zip(each) {
+                if n == 0 {
+                    continue;
+                }
+                match effects.categories.iter_mut().find(|e| e.category == c.name) {
+                    Some(e) => e.anonymised += n,
+                    None => effects.categories.push(CategoryEffect {
+                        category: c.name.clone(),
+                        disposition: None,
+                        anonymised: n,
+                        ..Default::default()
+                    }),
+                }
             }
         }
         let u = &p.map().users;
@@ -73,14 +98,10 @@ impl Apply<'_> {
         Ok(())
     }
 
-    /// The strings that identify the subject (name, email, phone… as they
-    /// are now and as the restore log of delete `log` remembers them), to
+    /// Each member's identifying strings (name, email, phone… as they are
+    /// now and as the restore log of their kept delete remembers them), to
     /// be removed from references on erase. Scrub values are not identity.
-    pub async fn identity(
-        &mut self,
-        plan: &Plan,
-        log: Option<&str>,
-    ) -> Result<Vec<String>, ExecError> {
+    pub async fn identities(&mut self, plan: &Plan) -> Result<Vec<Vec<String>>, ExecError> {
         let u = &self.p.map().users;
         let mut cols: Vec<&str> = u.personal.iter().map(|p| p.column.as_str()).collect();
         if !cols.contains(&u.display_name.as_str()) {
@@ -91,66 +112,87 @@ impl Apply<'_> {
         if let ProfilePlan::Scrub(s) = &plan.profile {
             not_identity.push(s.clone());
         }
-        let mut values: Vec<String> = self
-            .p
-            .user_columns(self.conn, self.owner.tenant, self.owner.user, &cols)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        if let Some(action_id) = log {
-            let logged = sqlx::query(
-                "SELECT data FROM lethe_restore_log WHERE action_id = $1 AND table_name = $2 \
-                 AND row_key = $3 AND op = $4",
-            )
-            .bind(action_id)
-            .bind(&u.table)
-            .bind(self.owner.user)
-            .bind(LoggedOp::Update.as_str())
-            .fetch_all(&mut *self.conn)
-            .await?;
-            for row in logged {
-                let data: String = row.try_get(0)?;
-                let v: serde_json::Value = serde_json::from_str(&data)
-                    .map_err(|e| ExecError::Corrupt(format!("restore log data: {e}")))?;
-                for c in &cols {
-                    if let Some(s) = v.get(*c).and_then(|x| x.as_str()) {
-                        values.push(s.to_owned());
+        let mut out = Vec::with_capacity(self.members.len());
+        for m in self.members {
+            let mut values: Vec<String> = self
+                .p
+                .user_columns(self.conn, self.tenant, m.user, &cols)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            if let Some(action_id) = m.delete_action_id {
+                let logged = sqlx::query(
+                    "SELECT data FROM lethe_restore_log WHERE action_id = $1 AND table_name = $2 \
+                     AND row_key = $3 AND op = $4",
+                )
+                .bind(action_id)
+                .bind(&u.table)
+                .bind(m.user)
+                .bind(LoggedOp::Update.as_str())
+                .fetch_all(&mut *self.conn)
+                .await?;
+                for row in logged {
+                    let data: String = row.try_get(0)?;
+                    let v: serde_json::Value = serde_json::from_str(&data)
+                        .map_err(|e| ExecError::Corrupt(format!("restore log data: {e}")))?;
+                    for c in &cols {
+                        if let Some(s) = v.get(*c).and_then(|x| x.as_str()) {
+                            values.push(s.to_owned());
+                        }
                     }
                 }
             }
+            values.retain(|v| v.chars().count() >= 3 && !not_identity.contains(v));
+            values.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+            values.dedup();
+            out.push(values);
         }
-        values.retain(|v| v.chars().count() >= 3 && !not_identity.contains(v));
-        values.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-        values.dedup();
-        Ok(values)
+        Ok(out)
     }
 
-    /// The subject's stable pseudonym: derived from tenant and id (so the
-    /// same person always gets the same one) and registered under a UNIQUE
-    /// constraint (so two people can never share one).
-    async fn pseudonym(&mut self) -> Result<String, ExecError> {
-        let (tenant, user) = (self.owner.tenant, self.owner.user);
-        let existing = sqlx::query(
-            "SELECT pseudonym FROM lethe_pseudonyms WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(tenant)
-        .bind(user)
-        .fetch_optional(&mut *self.conn)
-        .await?;
-        if let Some(row) = existing {
-            return Ok(row.try_get(0)?);
+    /// Each member's stable pseudonym, in member order: derived from tenant
+    /// and id (so the same person always gets the same one) and registered
+    /// under a UNIQUE constraint (so two people can never share one). One
+    /// read for those already registered, one insert for the rest.
+    async fn pseudonyms(&mut self) -> Result<Vec<String>, ExecError> {
+        let tenant = self.tenant;
+        let mut q = Sql::new();
+        let t = q.text(tenant);
+        let ids = q.texts(self.users.iter().copied());
+        q.push(&format!(
+            "SELECT user_id, pseudonym FROM lethe_pseudonyms WHERE tenant_id = {t} AND user_id IN ({ids})"
+        ));
+        let mut known = std::collections::HashMap::new();
+        for row in q.fetch_all(self.conn).await? {
+            known.insert(row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
         }
-        let p = pseudonym_for(tenant, user);
-        sqlx::query(
-            "INSERT INTO lethe_pseudonyms (tenant_id, user_id, pseudonym) VALUES ($1, $2, $3)",
-        )
-        .bind(tenant)
-        .bind(user)
-        .bind(&p)
-        .execute(&mut *self.conn)
-        .await?;
-        Ok(p)
+        let mut out = Vec::with_capacity(self.members.len());
+        let mut q = Sql::new();
+        let mut fresh = Vec::new();
+        for m in self.members {
+            match known.get(m.user) {
+                Some(p) => out.push(p.clone()),
+                None => {
+                    let p = pseudonym_for(tenant, m.user);
+                    fresh.push(format!(
+                        "({}, {}, {})",
+                        q.text(tenant),
+                        q.text(m.user),
+                        q.text(p.as_str())
+                    ));
+                    out.push(p);
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            q.push(&format!(
+                "INSERT INTO lethe_pseudonyms (tenant_id, user_id, pseudonym) VALUES {}",
+                fresh.join(", ")
+            ));
+            q.execute(self.conn).await?;
+        }
+        Ok(out)
     }
 }
 

@@ -13,7 +13,9 @@
 //! - `idempotency`: a retried action returns its first result;
 //! - `effects`: a validated plan applied to the platform's rows, each
 //!   disposition one logged mutation of [`crate::platform`];
-//! - `erase` and `restore`: the two actions that are more than a plan.
+//! - `erase` and `restore`: the two actions that are more than a plan;
+//! - `batch`: the users of a bulk batch in one transaction, each group of
+//!   identical plans applied by the same statements ([`Executor::act_batch`]).
 //!
 //! The executor knows nothing of WebAssembly. It asks a [`Decider`] for a
 //! decision; the host wires the policy runtime in as one, and tests use a
@@ -22,13 +24,14 @@
 //! fault or a refused plan leaves the user exactly as before. It writes no
 //! SQL against the platform's tables itself: [`Platform`] does.
 
+mod batch;
 mod context;
 mod effects;
 mod erase;
 mod idempotency;
 mod restore;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Instant;
 
@@ -45,6 +48,7 @@ use crate::lifecycle::{self, LifecycleError};
 use crate::plan::{self, PlanError};
 use crate::platform::{Platform, PlatformError};
 
+pub use batch::{BatchEpilogue, Batched};
 pub use erase::pseudonym_for;
 
 /// Writes that must commit with an action; see [`Executor::act_with`].
@@ -422,8 +426,27 @@ impl Executor {
         let applied = match &verdict.decision.outcome {
             Outcome::Allow { plan } => {
                 plan::check(p.map(), input.action, plan)?;
-                let target = effects::Target::of(input, &subject, to, &action_id);
-                Some(effects::apply(p, &mut tx, target, plan).await?)
+                let target = effects::transfer_target(
+                    p,
+                    &mut tx,
+                    &input.tenant,
+                    &input.subject,
+                    plan,
+                    &input.actor,
+                    &mut HashMap::new(),
+                )
+                .await?;
+                let group = effects::Group {
+                    tenant: &input.tenant,
+                    action: input.action,
+                    now: input.now,
+                    to,
+                    target,
+                };
+                let members = [effects::Member::of(&input.subject, &subject, &action_id)];
+                effects::apply(p, &mut tx, &group, &members, plan)
+                    .await?
+                    .pop()
             }
             Outcome::Escalate { .. } | Outcome::Deny { .. } => None,
         };

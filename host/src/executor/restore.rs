@@ -36,7 +36,10 @@ impl Apply<'_> {
             }
         }
         for s in &plan {
-            self.effects.rows_restored += self.p.replay(self.conn, action_id, &s.step).await?;
+            let n = self.p.replay(self.conn, action_id, &s.step).await?;
+            for e in &mut self.effects {
+                e.rows_restored += n;
+            }
         }
         sqlx::query("DELETE FROM lethe_restore_log WHERE action_id = $1")
             .bind(action_id)
@@ -83,7 +86,7 @@ impl Apply<'_> {
     async fn check_email(&mut self, action_id: &str, plan: &[Planned]) -> Result<(), ExecError> {
         let p = self.p;
         let u = &p.map().users;
-        let (tenant, user) = (self.owner.tenant, self.owner.user);
+        let (tenant, user) = (self.tenant, self.only()?.user);
         let mut email: Option<String> = None;
         for s in plan
             .iter()

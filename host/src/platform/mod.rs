@@ -37,7 +37,7 @@ use crate::datamap::{DataMap, DataMapError, Edge};
 use crate::db::{quote_ident, Backend, ColumnKind, Db, DbError, Schema};
 
 pub use holdings::no_holdings;
-pub use mutation::{Capture, Change, Mutation, Rows};
+pub use mutation::{Capture, Change, Mutation, Owners, Rows};
 pub use sql::Sql;
 pub use users::{UserQuery, UserRecord};
 

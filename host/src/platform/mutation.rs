@@ -8,7 +8,7 @@
 //! change rows without logging them, and each disposition in the executor
 //! is a few lines describing *which* rows and *what* change.
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 
 use super::restore_log::LoggedOp;
 use super::sql::{quote_ident, Sql};
@@ -20,6 +20,16 @@ use crate::datamap::{Category, Edge, Guard, OpenRule, UsersMap};
 pub struct Owner<'a> {
     pub tenant: &'a str,
     pub user: &'a str,
+}
+
+/// The users whose rows one mutation changes together: the users of a bulk
+/// batch that share one plan (see `executor::batch`). One statement changes
+/// all their rows; each row is attributed to its owner so every user's
+/// effects and restore log stay their own.
+#[derive(Debug, Clone, Copy)]
+pub struct Owners<'a> {
+    pub tenant: &'a str,
+    pub users: &'a [&'a str],
 }
 
 /// Which rows of which table.
@@ -128,24 +138,37 @@ pub struct Mutation<'a> {
     pub expect: Option<&'a str>,
 }
 
-/// The restore log of one delete, being written: each mutation is one
-/// step, replayed last-first by a restore.
+/// The restore logs of deletes being written, one per owner (each under
+/// its own action id): each mutation is one step, replayed last-first by a
+/// restore of that owner.
 #[derive(Debug)]
 pub struct Capture {
-    action_id: String,
+    /// The action id of each owner, in [`Owners::users`] order.
+    action_ids: Vec<String>,
     step: i64,
-    /// Rows logged so far.
-    pub rows: u64,
+    /// Rows logged so far, per owner.
+    pub rows: Vec<u64>,
 }
 
 impl Capture {
-    pub fn new(action_id: &str) -> Capture {
+    /// One log per owner; `action_ids` in the owners' order.
+    pub fn new<S: AsRef<str>>(action_ids: &[S]) -> Capture {
         Capture {
-            action_id: action_id.to_owned(),
+            action_ids: action_ids.iter().map(|a| a.as_ref().to_owned()).collect(),
             step: 0,
-            rows: 0,
+            rows: vec![0; action_ids.len()],
         }
     }
+}
+
+/// How the rows of one mutation are joined to the owner they belong to,
+/// for a mutation of many owners.
+struct Attributed {
+    /// Joined after `FROM table x`.
+    join: String,
+    /// The owner's id as text.
+    owner: String,
+    cond: String,
 }
 
 impl Platform {
@@ -158,8 +181,40 @@ impl Platform {
         m: &Mutation<'_>,
         log: Option<&mut Capture>,
     ) -> Result<u64, PlatformError> {
+        let users = [owner.user];
+        let owners = Owners {
+            tenant: owner.tenant,
+            users: &users,
+        };
+        Ok(self.mutate_each(conn, owners, m, log).await?.iter().sum())
+    }
+
+    /// Apply `m` to the rows of every one of `owners` in one statement,
+    /// logging them first into `log` (one log per owner) when given.
+    /// Returns the rows changed per owner, in `owners.users` order.
+    ///
+    /// With more than one owner the rows are first counted per owner (a
+    /// row below the rows of two owners is attributed to the first by id);
+    /// if the change then touches another number of rows than was counted,
+    /// nothing is trusted: the error rolls the caller's transaction back.
+    pub async fn mutate_each(
+        &self,
+        conn: &mut AnyConnection,
+        owners: Owners<'_>,
+        m: &Mutation<'_>,
+        log: Option<&mut Capture>,
+    ) -> Result<Vec<u64>, PlatformError> {
         let (table, key) = m.rows.table();
         let tbl = quote_ident(table);
+        let n = owners.users.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let counted = if n > 1 {
+            Some(self.count_each(conn, owners, &m.rows).await?)
+        } else {
+            None
+        };
         if let Some(log) = log {
             log.step += 1;
             let columns: Vec<&str> = match &m.change {
@@ -171,11 +226,41 @@ impl Platform {
                 Change::Set(_) => LoggedOp::Update,
             };
             let mut q = Sql::new();
-            let cond = self.rows_cond(&mut q, owner, &m.rows, "x");
+            let (from, action_id, user) = if n == 1 {
+                let cond = self.rows_cond(&mut q, owners, &m.rows, "x");
+                let action_id = q.text(log.action_ids.first().map_or("", String::as_str));
+                let user = q.text(owners.users[0]);
+                (format!("{tbl} x WHERE {cond}"), action_id, user)
+            } else {
+                let a = self.attributed(&mut q, owners, &m.rows, "w");
+                let pairs: Vec<String> = owners
+                    .users
+                    .iter()
+                    .zip(&log.action_ids)
+                    .map(|(u, id)| {
+                        format!(
+                            "SELECT CAST({} AS TEXT) AS u, CAST({} AS TEXT) AS a",
+                            q.text(*u),
+                            q.text(id.as_str())
+                        )
+                    })
+                    .collect();
+                (
+                    format!(
+                        "{tbl} x{} JOIN ({}) m ON m.u = {} WHERE {}",
+                        a.join,
+                        pairs.join(" UNION ALL "),
+                        a.owner,
+                        a.cond
+                    ),
+                    "m.a".to_owned(),
+                    "m.u".to_owned(),
+                )
+            };
             let values = [
-                q.text(log.action_id.as_str()),
-                q.text(owner.tenant),
-                q.text(owner.user),
+                action_id,
+                q.text(owners.tenant),
+                user,
                 q.int(log.step),
                 q.text(table),
                 q.text(op.as_str()),
@@ -185,15 +270,27 @@ impl Platform {
             ];
             q.push(&format!(
                 "INSERT INTO lethe_restore_log (action_id, tenant_id, user_id, step, table_name, op, row_key, data, expect) \
-                 SELECT {} FROM {tbl} x WHERE {cond}",
+                 SELECT {} FROM {from}",
                 values.join(", ")
             ));
-            log.rows += q.execute(conn).await?;
+            let logged = q.execute(conn).await?;
+            match &counted {
+                Some(each) => {
+                    for (r, c) in log.rows.iter_mut().zip(each) {
+                        *r += c;
+                    }
+                }
+                None => {
+                    if let Some(r) = log.rows.first_mut() {
+                        *r += logged;
+                    }
+                }
+            }
         }
         // UPDATE and DELETE cannot alias their target portably: conditions
         // name the table.
         let mut q = Sql::new();
-        let cond = self.rows_cond(&mut q, owner, &m.rows, &tbl);
+        let cond = self.rows_cond(&mut q, owners, &m.rows, &tbl);
         match &m.change {
             Change::Delete => q.push(&format!("DELETE FROM {tbl} WHERE {cond}")),
             Change::Set(sets) => {
@@ -210,11 +307,135 @@ impl Platform {
                 ))
             }
         };
-        Ok(q.execute(conn).await?)
+        let changed = q.execute(conn).await?;
+        match counted {
+            None => Ok(vec![changed]),
+            Some(each) => {
+                let attributed: u64 = each.iter().sum();
+                if attributed != changed {
+                    return Err(PlatformError::Corrupt(format!(
+                        "{table}: {changed} rows changed where {attributed} were counted for their owners"
+                    )));
+                }
+                Ok(each)
+            }
+        }
     }
 
-    /// `WHERE` selecting `rows` of `owner`, with the table aliased `alias`.
-    fn rows_cond(&self, q: &mut Sql, owner: Owner<'_>, rows: &Rows<'_>, alias: &str) -> String {
+    /// The rows of `rows` per owner, in `owners.users` order.
+    async fn count_each(
+        &self,
+        conn: &mut AnyConnection,
+        owners: Owners<'_>,
+        rows: &Rows<'_>,
+    ) -> Result<Vec<u64>, PlatformError> {
+        let (table, _) = rows.table();
+        let mut q = Sql::new();
+        let a = self.attributed(&mut q, owners, rows, "w");
+        q.push(&format!(
+            "SELECT {o}, COUNT(*) FROM {} x{} WHERE {} GROUP BY {o}",
+            quote_ident(table),
+            a.join,
+            a.cond,
+            o = a.owner,
+        ));
+        let mut out = vec![0; owners.users.len()];
+        for row in q.fetch_all(conn).await? {
+            let owner: Option<String> = row.try_get(0)?;
+            let count: i64 = row.try_get(1)?;
+            if let Some(i) = owner.and_then(|o| owners.users.iter().position(|u| *u == o)) {
+                out[i] = u64::try_from(count).unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pairs of distinct owners among `owners` whose rows overlap: a row of
+    /// the table that `a` reaches from one owner and `b` from another (two
+    /// categories on one table, a category's rows that are also children
+    /// of another category's rows). Changing both owners' rows with the
+    /// same statements would interleave their changes to that row, so the
+    /// batch path applies such owners one after the other.
+    pub async fn shared_rows(
+        &self,
+        conn: &mut AnyConnection,
+        owners: Owners<'_>,
+        a: &Rows<'_>,
+        b: &Rows<'_>,
+    ) -> Result<Vec<(String, String)>, PlatformError> {
+        let (table, _) = a.table();
+        if owners.users.len() < 2 || b.table().0 != table {
+            return Ok(Vec::new());
+        }
+        let mut q = Sql::new();
+        let one = self.attributed(&mut q, owners, a, "w1");
+        let two = self.attributed(&mut q, owners, b, "w2");
+        q.push(&format!(
+            "SELECT DISTINCT {o1}, {o2} FROM {} x{}{} WHERE {} AND {} AND {o1} <> {o2}",
+            quote_ident(table),
+            one.join,
+            two.join,
+            one.cond,
+            two.cond,
+            o1 = one.owner,
+            o2 = two.owner,
+        ));
+        let mut out = Vec::new();
+        for row in q.fetch_all(conn).await? {
+            let (x, y): (Option<String>, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+            if let (Some(x), Some(y)) = (x, y) {
+                out.push((x, y));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `rows` of `owners` (as `x`), each joined to the owner it belongs to
+    /// (through a subquery aliased `w` when the rows are below a category).
+    fn attributed(&self, q: &mut Sql, owners: Owners<'_>, rows: &Rows<'_>, w: &str) -> Attributed {
+        match *rows {
+            Rows::Owned {
+                table, owner: col, ..
+            } => Attributed {
+                join: String::new(),
+                owner: self.text_expr(table, "x", col),
+                cond: self.rows_cond(q, owners, rows, "x"),
+            },
+            Rows::Below { category, path } => {
+                let Some((edge, parents)) = path.split_last() else {
+                    return self.attributed(q, owners, &Rows::category(category), w);
+                };
+                let cond = self.rows_cond(q, owners, &Rows::category(category), "p0");
+                let mut from = format!("{} p0", quote_ident(&category.table));
+                let mut last = ("p0".to_owned(), category.key.as_str());
+                for (i, e) in parents.iter().enumerate() {
+                    let a = format!("p{}", i + 1);
+                    from.push_str(&format!(
+                        " JOIN {} {a} ON {a}.{} = {}.{}",
+                        quote_ident(&e.table),
+                        quote_ident(&e.fk),
+                        last.0,
+                        quote_ident(last.1)
+                    ));
+                    last = (a, e.key.as_str());
+                }
+                let owner = self.text_expr(&category.table, "p0", &category.owner);
+                Attributed {
+                    join: format!(
+                        " JOIN (SELECT {k} AS k, MIN({owner}) AS o FROM {from} WHERE {cond} GROUP BY {k}) {w} \
+                         ON x.{} = {w}.k",
+                        quote_ident(&edge.fk),
+                        k = format!("{}.{}", last.0, quote_ident(last.1)),
+                    ),
+                    owner: format!("{w}.o"),
+                    cond: "1 = 1".into(),
+                }
+            }
+        }
+    }
+
+    /// `WHERE` selecting `rows` of `owners`, with the table aliased `alias`.
+    fn rows_cond(&self, q: &mut Sql, owners: Owners<'_>, rows: &Rows<'_>, alias: &str) -> String {
         match *rows {
             Rows::Owned {
                 table,
@@ -223,11 +444,11 @@ impl Platform {
                 open,
                 ..
             } => {
-                let t = q.text(owner.tenant);
+                let t = q.text(owners.tenant);
                 let mut cond = format!(
                     "{alias}.{} = {t} AND {}",
                     quote_ident(tenant),
-                    self.id_eq(q, table, alias, col, owner.user)
+                    self.id_in(q, table, alias, col, owners.users)
                 );
                 if let Some(open) = open {
                     cond.push_str(&format!(
@@ -240,18 +461,18 @@ impl Platform {
             }
             Rows::Below { category, path } => {
                 let Some((edge, parents)) = path.split_last() else {
-                    return self.rows_cond(q, owner, &Rows::category(category), alias);
+                    return self.rows_cond(q, owners, &Rows::category(category), alias);
                 };
-                let keys = self.parent_keys(q, owner, category, parents);
+                let keys = self.parent_keys(q, owners, category, parents);
                 format!("{alias}.{} IN ({keys})", quote_ident(&edge.fk))
             }
         }
     }
 
     /// `SELECT key FROM …` of the rows at the end of `path` below the
-    /// category's rows owned by `owner` (those rows when `path` is empty).
-    fn parent_keys(&self, q: &mut Sql, owner: Owner<'_>, c: &Category, path: &[&Edge]) -> String {
-        let cond = self.rows_cond(q, owner, &Rows::category(c), "p0");
+    /// category's rows owned by `owners` (those rows when `path` is empty).
+    fn parent_keys(&self, q: &mut Sql, owners: Owners<'_>, c: &Category, path: &[&Edge]) -> String {
+        let cond = self.rows_cond(q, owners, &Rows::category(c), "p0");
         let mut sql = format!(
             "SELECT p0.{} FROM {} p0 WHERE {cond}",
             quote_ident(&c.key),

@@ -220,12 +220,15 @@ impl Platform {
     }
 
     /// The users of `tenant` among `ids`, in key order; ids the tenant does
-    /// not have are simply absent.
+    /// not have are simply absent. With `lock`, their rows stay locked
+    /// until the transaction ends (taken in key order, so two batches
+    /// locking overlapping users cannot deadlock).
     pub async fn users(
         &self,
         conn: &mut AnyConnection,
         tenant: &str,
         ids: &[String],
+        lock: RowLock,
     ) -> Result<Vec<Decoded>, PlatformError> {
         let u = &self.map().users;
         let key = self.text_expr(&u.table, "x", &u.key);
@@ -234,7 +237,10 @@ impl Platform {
             let mut q = Sql::new();
             UserSelect::start(self, &mut q, tenant);
             let cond = self.id_in(&mut q, &u.table, "x", &u.key, chunk);
-            q.push(&format!(" AND {cond} ORDER BY {key}"));
+            q.push(&format!(
+                " AND {cond} ORDER BY {key}{}",
+                self.backend().row_lock_of(lock, "x")
+            ));
             for row in q.fetch_all(conn).await? {
                 out.push(UserSelect::decode(self, &row)?);
             }
