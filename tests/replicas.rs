@@ -26,10 +26,10 @@
 //!   survivor is approved through the other; the user is erased once and
 //!   the escalation closed; approving again through the first is refused.
 //!
-//! Runtime: about 165 s in a debug build on a 2-core machine shared with
-//! other builds (seed 3.5 s, preview 9 s, execute 10 s, the job ~135 s:
-//! 10 to 13 ms per user, on one replica at a time, since a job is held by
-//! one worker; a replica kill adds the 2 s lease). 10,000 users fit in
+//! Runtime: 130 to 165 s in a debug build on a 2-core machine shared with
+//! other builds (seed 3.5 s, preview 7 to 9 s, execute 10 s, the job 100
+//! to 135 s: 10 to 13 ms per user, on one replica at a time, since a job
+//! is held by one worker; a replica kill adds the 2 s lease). 10,000 users fit in
 //! the three minutes asked for, just; the job dominates. The first run
 //! after a policy build also compiles cohort-cleanup (12 MB) into
 //! `target/lethe-cache` during the upload.
