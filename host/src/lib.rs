@@ -36,5 +36,6 @@ pub mod directory;
 pub mod escalation;
 pub mod events;
 pub mod evidence;
+pub mod lease;
 pub mod page;
 pub mod scim;

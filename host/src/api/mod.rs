@@ -21,7 +21,7 @@ pub mod openapi;
 pub mod problem;
 mod scim;
 
-use crate::clock::unix_now;
+use crate::clock::{unix_millis, unix_now};
 use crate::error_code::ErrorCode;
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ use crate::deploy::Deployments;
 use crate::directory::Directory;
 use crate::events::{Events, WebhookSettings};
 use crate::executor::Executor;
+use crate::lease::{Lease, Leases};
 use crate::scim::Scim;
 use crate::tenancy::TenantPolicies;
 
@@ -298,7 +299,8 @@ pub fn router(state: AppState, options: &ServeOptions) -> Router {
 }
 
 /// Serve on `listener` until `shutdown` resolves, running the window-expiry
-/// sweep every `options.sweep_interval`. In-flight requests finish before
+/// sweep every `options.sweep_interval` (once per interval across every
+/// replica on the database: see [`sweep_loop`]). In-flight requests finish before
 /// this returns (graceful shutdown), and the sweep stops between users.
 pub async fn serve(
     listener: TcpListener,
@@ -352,11 +354,33 @@ pub async fn serve(
 
 /// Erase deleted users whose window has passed, every `every`, until told
 /// to stop. Each run goes through every tenant's policy as the system actor.
+///
+/// Every replica runs this loop, but the cluster sweeps once per interval:
+/// at each tick a replica takes the [`Lease::Sweep`] lease for one interval
+/// and sweeps only if it won; the others skip that tick. The winner takes
+/// it again at its next tick (a holder may), so the sweep stays on one
+/// replica while it lives and moves to another within an interval of its
+/// death. A sweep longer than the interval renews the lease as it goes, so
+/// a second replica does not start on the same users. Sweeping twice would
+/// be harmless (an erased user cannot be erased again) but would run every
+/// due user's erase, and its policy decision, once per replica.
 async fn sweep_loop(
     state: AppState,
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let leases = Leases::new(state.db().clone());
+    let me = state.inner.policies.replica().map_or_else(
+        || {
+            format!(
+                "sweeper-{}-{}",
+                std::process::id(),
+                hex::encode(rand::random::<[u8; 4]>())
+            )
+        },
+        str::to_owned,
+    );
+    crate::telemetry::sweep_loop_started();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -364,11 +388,37 @@ async fn sweep_loop(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        match state
-            .executor()
-            .sweep(&state.inner.policies, unix_now())
-            .await
-        {
+        match leases.take(Lease::Sweep, &me, unix_millis(), every).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::trace!("window-expiry sweep: another replica holds this interval");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "window-expiry sweep: cannot take the sweep lease");
+                continue;
+            }
+        }
+        crate::telemetry::sweep_ran();
+        let sweep = state.executor().sweep(&state.inner.policies, unix_now());
+        tokio::pin!(sweep);
+        let half = (every / 2).max(Duration::from_millis(100));
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+        let result = loop {
+            tokio::select! {
+                result = &mut sweep => break result,
+                _ = renew.tick() => {
+                    match leases.renew(Lease::Sweep, &me, unix_millis(), every).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            "window-expiry sweep: the lease passed to another replica mid-sweep"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "window-expiry sweep: cannot renew the lease"),
+                    }
+                }
+            }
+        };
+        match result {
             Ok(items) if !items.is_empty() => {
                 let erased = items.iter().filter(|i| i.result.is_ok()).count();
                 tracing::info!(due = items.len(), erased, "window-expiry sweep");

@@ -40,6 +40,7 @@ pub const WEBHOOK_ATTEMPTS: &str = "lethe_webhook_attempts_total";
 pub const SCIM_REQUESTS: &str = "lethe_scim_requests_total";
 pub const WEBHOOK_DELIVERIES: &str = "lethe_webhook_deliveries";
 pub const HTTP_SECONDS: &str = "lethe_http_request_seconds";
+pub const SWEEP_RUNS: &str = "lethe_sweep_runs_total";
 
 /// Latency buckets in seconds, 100 µs to 10 s.
 const SECONDS: &[f64] = &[
@@ -115,6 +116,10 @@ fn describe() {
         "One action's transaction, context to commit."
     );
     describe_counter!(BULK_JOBS, "Bulk jobs that finished, by status.");
+    describe_counter!(
+        SWEEP_RUNS,
+        "Window-expiry sweeps this replica ran (it held the cluster's sweep lease for that interval); summed over replicas, at most one per interval."
+    );
     describe_counter!(BULK_ITEMS, "Bulk job users that left pending, by status.");
     describe_gauge!(
         ESCALATIONS_PENDING,
@@ -210,6 +215,17 @@ fn action_label(action: Action) -> String {
 /// A bulk job that finished (`completed`, `cancelled`).
 pub fn bulk_job_finished(status: &'static str) {
     counter!(BULK_JOBS, "status" => status).increment(1);
+}
+
+/// The sweep loop started: the series shows 0 rather than nothing on a
+/// replica that never wins the sweep lease.
+pub fn sweep_loop_started() {
+    counter!(SWEEP_RUNS).increment(0);
+}
+
+/// This replica won the sweep lease for an interval and swept.
+pub fn sweep_ran() {
+    counter!(SWEEP_RUNS).increment(1);
 }
 
 /// A bulk item that left `pending`.
