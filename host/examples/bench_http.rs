@@ -48,7 +48,8 @@
 //! taken: the two sides must change the same rows per action, or the run
 //! fails. Each cell also prints both servers' own means over its rounds
 //! (Lethe's `/metrics` histograms: the route, the transaction, the policy
-//! decision; the floor's handler timers). Last, a second `lethe serve`
+//! decision; the floor's handler timers) and each server process's CPU
+//! time per request (`/proc/<pid>/stat`). Last, a second `lethe serve`
 //! with `lethe::executor=info` logs runs the applied delete at one
 //! connection again, to say where Lethe's time goes (its `action decided`
 //! stages and the request's `served` time), beside the floor's own stage
@@ -638,6 +639,20 @@ impl Server {
         self.tail.lock().map(|t| t.join("\n")).unwrap_or_default()
     }
 
+    /// CPU time the process has used so far (user + system), in ms, from
+    /// `/proc/<pid>/stat` (clock ticks of USER_HZ = 100).
+    fn cpu_ms(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // After the command: state is field 3, utime 14, stime 15.
+        let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        tick(11).zip(tick(12)).map_or(0.0, |(u, s)| (u + s) * 10.0)
+    }
+
     fn take_lines(&self) -> Vec<String> {
         self.lines
             .lock()
@@ -937,6 +952,9 @@ struct Cell {
     lethe_means: [f64; 3],
     /// The floor's own timers over the cell's rounds.
     floor_stages: Vec<Stages>,
+    /// CPU ms each server process used during its own rounds.
+    lethe_cpu_ms: f64,
+    floor_cpu_ms: f64,
 }
 
 /// `(sum, count)` of the histograms `name` whose labels contain `labels`,
@@ -1030,6 +1048,8 @@ async fn run_cell(
         floor_rows: BTreeMap::new(),
         lethe_means: [0.0; 3],
         floor_stages: Vec::new(),
+        lethe_cpu_ms: 0.0,
+        floor_cpu_ms: 0.0,
     };
     let metrics_before = lethe_metrics(client, &lethe.base, dry_run).await?;
     for round in 0..ROUNDS {
@@ -1038,11 +1058,15 @@ async fn run_cell(
             let lethe_turn = (side == 0) == round.is_multiple_of(2);
             let before = row_counts(db).await?;
             if lethe_turn {
+                let cpu = lethe.cpu_ms();
                 let t = drive(client, &lethe.base, key, &lu, conns, dry_run).await?;
+                cell.lethe_cpu_ms += lethe.cpu_ms() - cpu;
                 cell.lethe.add(t);
                 add_delta(&mut cell.lethe_rows, &before, &row_counts(db).await?);
             } else {
+                let cpu = floor.cpu_ms();
                 let t = drive(client, &floor.base, key, &fu, conns, dry_run).await?;
+                cell.floor_cpu_ms += floor.cpu_ms() - cpu;
                 cell.floor.add(t);
                 add_delta(&mut cell.floor_rows, &before, &row_counts(db).await?);
             }
@@ -1423,12 +1447,13 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
 
     println!(
         "\nmean per request over each cell's rounds, from the servers' own timers \
-         (Lethe: its /metrics histograms; floor: its handler's timers):\n"
+         (Lethe: its /metrics histograms; floor: its handler's timers), and each server \
+         process's CPU time (user + system) per request:\n"
     );
     println!(
-        "| mode | conns | Lethe HTTP route | Lethe transaction | of which policy | floor handler | floor transaction | floor key lookup |"
+        "| mode | conns | Lethe HTTP route | Lethe transaction | of which policy | floor handler | floor transaction | floor key lookup | Lethe CPU | floor CPU |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for c in &cells {
         let mean = |i: usize| {
             let n = c.floor_stages.len().max(1) as f64;
@@ -1436,7 +1461,7 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
         };
         let floor_tx = mean(1) + mean(2) + mean(3);
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             if c.dry_run { "dry-run" } else { "applied" },
             c.conns,
             ms(c.lethe_means[0]),
@@ -1445,6 +1470,8 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
             ms(mean(4)),
             ms(floor_tx),
             ms(mean(0)),
+            ms(c.lethe_cpu_ms * 1000.0 / c.lethe.lat_us.len().max(1) as f64),
+            ms(c.floor_cpu_ms * 1000.0 / c.floor.lat_us.len().max(1) as f64),
         );
     }
 
