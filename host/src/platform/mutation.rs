@@ -193,10 +193,13 @@ impl Platform {
     /// logging them first into `log` (one log per owner) when given.
     /// Returns the rows changed per owner, in `owners.users` order.
     ///
-    /// With more than one owner the rows are first counted per owner (a
-    /// row below the rows of two owners is attributed to the first by id);
-    /// if the change then touches another number of rows than was counted,
-    /// nothing is trusted: the error rolls the caller's transaction back.
+    /// With more than one owner each changed row is attributed to its
+    /// owner: a change of rows the owner column names returns that column
+    /// (`RETURNING`, one statement); rows below a category, and a change
+    /// of the owner column itself, are counted per owner first (a row below
+    /// two owners' rows goes to the first by id), and if the change then
+    /// touches another number of rows than was counted nothing is trusted:
+    /// the error rolls the caller's transaction back.
     pub async fn mutate_each(
         &self,
         conn: &mut AnyConnection,
@@ -210,11 +213,22 @@ impl Platform {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let counted = if n > 1 {
+        // How the rows are attributed with many owners: the owner column
+        // returned by the change itself, or a count first.
+        let returning = match (&m.rows, &m.change) {
+            _ if n == 1 => None,
+            (Rows::Owned { owner, .. }, Change::Set(sets)) if sets.iter().any(|(c, _)| c == owner) => {
+                None
+            }
+            (Rows::Owned { owner, .. }, _) => Some(self.text_expr(table, &tbl, owner)),
+            (Rows::Below { .. }, _) => None,
+        };
+        let counted = if n > 1 && returning.is_none() {
             Some(self.count_each(conn, owners, &m.rows).await?)
         } else {
             None
         };
+        let mut logged_rows: Option<&mut Vec<u64>> = None;
         if let Some(log) = log {
             log.step += 1;
             let columns: Vec<&str> = match &m.change {
@@ -233,13 +247,15 @@ impl Platform {
                 (format!("{tbl} x WHERE {cond}"), action_id, user)
             } else {
                 let a = self.attributed(&mut q, owners, &m.rows, "w");
+                // (owner, action id) pairs as a VALUES table: both backends
+                // name its columns column1, column2.
                 let pairs: Vec<String> = owners
                     .users
                     .iter()
                     .zip(&log.action_ids)
                     .map(|(u, id)| {
                         format!(
-                            "SELECT CAST({} AS TEXT) AS u, CAST({} AS TEXT) AS a",
+                            "(CAST({} AS TEXT), CAST({} AS TEXT))",
                             q.text(*u),
                             q.text(id.as_str())
                         )
@@ -247,14 +263,14 @@ impl Platform {
                     .collect();
                 (
                     format!(
-                        "{tbl} x{} JOIN ({}) m ON m.u = {} WHERE {}",
+                        "{tbl} x{} JOIN (VALUES {}) m ON m.column1 = {} WHERE {}",
                         a.join,
-                        pairs.join(" UNION ALL "),
+                        pairs.join(", "),
                         a.owner,
                         a.cond
                     ),
-                    "m.a".to_owned(),
-                    "m.u".to_owned(),
+                    "m.column2".to_owned(),
+                    "m.column1".to_owned(),
                 )
             };
             let values = [
@@ -280,6 +296,8 @@ impl Platform {
                         *r += c;
                     }
                 }
+                // The rows logged are the rows the change returns.
+                None if returning.is_some() => logged_rows = Some(&mut log.rows),
                 None => {
                     if let Some(r) = log.rows.first_mut() {
                         *r += logged;
@@ -307,6 +325,27 @@ impl Platform {
                 ))
             }
         };
+        if let Some(owner) = &returning {
+            q.push(&format!(" RETURNING {owner}"));
+            let mut each = vec![0; n];
+            for row in q.fetch_all(conn).await? {
+                let o: Option<String> = row.try_get(0)?;
+                match o.and_then(|o| owners.users.iter().position(|u| *u == o)) {
+                    Some(i) => each[i] += 1,
+                    None => {
+                        return Err(PlatformError::Corrupt(format!(
+                            "{table}: a changed row names none of its owners"
+                        )))
+                    }
+                }
+            }
+            if let Some(rows) = logged_rows {
+                for (r, c) in rows.iter_mut().zip(&each) {
+                    *r += c;
+                }
+            }
+            return Ok(each);
+        }
         let changed = q.execute(conn).await?;
         match counted {
             None => Ok(vec![changed]),
