@@ -3,6 +3,9 @@
 //!
 //! What "hosts are interchangeable" has to mean once there are several:
 //!
+//! - **Replicas started together import `lethe.toml` once.** All three
+//!   start at the same moment on a database without policy versions, and
+//!   the tenant has exactly one version and one activation after.
 //! - **The sweep runs once per interval across the cluster.** Users
 //!   deleted through different replicas, with their restore window moved
 //!   into the past, are erased by the window-expiry sweep exactly once
@@ -547,16 +550,27 @@ async fn three_replicas_one_service() {
             LOG,
         ))
     };
-    // Replica 1 first: it imports lethe.toml's tenant as version 1. Replicas
-    // starting together on an empty database would each import it (the
-    // bootstrap is not serialised across processes), as versions 1, 2 and 3.
-    let mut replicas: Vec<Option<Server>> = vec![spawn(0)];
-    replicas[0].as_mut().unwrap().wait_healthy(&http).await;
-    replicas.extend((1..REPLICAS).map(spawn));
+    // All replicas start together, each importing lethe.toml's tenant into
+    // a database that has none: between them, exactly one version and one
+    // activation.
+    let mut replicas: Vec<Option<Server>> = (0..REPLICAS).map(spawn).collect();
     for s in replicas.iter_mut().flatten() {
         s.wait_healthy(&http).await;
     }
     eprintln!("{REPLICAS} replicas serving at {:?}", started.elapsed());
+    for (table, want) in [
+        ("lethe_policy_versions", 1),
+        ("lethe_policy_activations", 1),
+    ] {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE tenant_id = $1"
+        ))
+        .bind(TENANT)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(n, want, "{table} of {TENANT} after {REPLICAS} bootstraps");
+    }
     let live = |replicas: &[Option<Server>]| -> Vec<usize> {
         (0..replicas.len())
             .filter(|i| replicas[*i].is_some())

@@ -298,15 +298,27 @@ impl Deployments {
     #[tracing::instrument(name = "deploy.upload", skip_all, fields(tenant = u.tenant, size = u.component.len()))]
     pub async fn upload(&self, u: Upload<'_>, now: i64) -> Result<PolicyVersion, DeployError> {
         self.tenant(u.tenant).await?;
+        let mut version = self.gate(&u, now).await?;
+        self.store_version(&mut version, u.component).await?;
+        tracing::info!(version = version.version, status = version.status.as_str(), sha256 = %&version.sha256[..12], "policy version stored");
+        match version.status {
+            VersionStatus::Accepted => Ok(version),
+            VersionStatus::Rejected => Err(DeployError::Rejected(Box::new(version))),
+        }
+    }
+
+    /// Runs the validation gate on an upload (off the async threads) and
+    /// describes the version it would be, not yet numbered (`version` 0)
+    /// nor stored.
+    async fn gate(&self, u: &Upload<'_>, now: i64) -> Result<PolicyVersion, DeployError> {
         let runtime = self.runtime.clone();
         let wasm = u.component.to_vec();
         let cases = u.cases.map(str::to_owned);
-        let (report, admitted, wasm) = tokio::task::spawn_blocking(move || {
+        let (report, admitted) = tokio::task::spawn_blocking(move || {
             let (report, admitted) = gate::run(&runtime, &wasm, cases.as_deref());
             (
                 report,
                 admitted.map(|a| (a.info, a.policy.contract_version())),
-                wasm,
             )
         })
         .await
@@ -320,25 +332,19 @@ impl Deployments {
             Some((info, version)) => (Some(info), Some(version.as_str().to_owned())),
             None => (None, None),
         };
-        let mut version = PolicyVersion {
+        Ok(PolicyVersion {
             tenant: u.tenant.to_owned(),
             version: 0,
-            sha256: hex::encode(Sha256::digest(&wasm)),
+            sha256: hex::encode(Sha256::digest(u.component)),
             status,
             contract_version,
             policy,
-            size_bytes: wasm.len() as i64,
+            size_bytes: u.component.len() as i64,
             uploaded_by: u.uploaded_by.to_owned(),
             message: u.message.map(str::to_owned),
             report,
             created_at: now,
-        };
-        self.store_version(&mut version, &wasm).await?;
-        tracing::info!(version = version.version, status = version.status.as_str(), sha256 = %&version.sha256[..12], "policy version stored");
-        match version.status {
-            VersionStatus::Accepted => Ok(version),
-            VersionStatus::Rejected => Err(DeployError::Rejected(Box::new(version))),
-        }
+        })
     }
 
     /// Numbers the version and stores it with its bytes, retrying when a
@@ -347,6 +353,12 @@ impl Deployments {
         let mut last = None;
         for _ in 0..UPLOAD_ATTEMPTS {
             let mut tx = self.db.begin_write().await?;
+            // Uploads and bootstrap imports of a tenant take turns on its
+            // row lock (SQLite: the write lock), so the next number is
+            // free; the primary key would still refuse a duplicate.
+            store::lock_tenant(&mut tx, &self.db, &v.tenant)
+                .await?
+                .ok_or(DeployError::NoTenant)?;
             v.version = store::next_version(&mut tx, &v.tenant).await?;
             store::insert_blob(&mut tx, &v.sha256, wasm).await?;
             match store::insert_version(&mut tx, v).await {
@@ -381,7 +393,7 @@ impl Deployments {
     #[tracing::instrument(name = "deploy.activate", skip_all, fields(tenant = a.tenant, version = a.version, kind = a.kind.as_str()))]
     pub async fn activate(&self, a: Activate<'_>, now: i64) -> Result<Activation, DeployError> {
         let mut tx = self.db.begin_write().await?;
-        let tenant = store::tenant(&mut tx, &self.db, a.tenant, RowLock::Update)
+        let tenant = store::lock_tenant(&mut tx, &self.db, a.tenant)
             .await?
             .ok_or(DeployError::NoTenant)?;
         let to = match (a.version, a.kind) {
@@ -400,22 +412,7 @@ impl Deployments {
         if tenant.active_version == Some(to) {
             return Err(DeployError::AlreadyActive(to));
         }
-        let activation = Activation {
-            id: format!("act-{}", hex::encode(rand::random::<[u8; 8]>())),
-            tenant: a.tenant.to_owned(),
-            from_version: tenant.active_version,
-            to_version: to,
-            kind: a.kind,
-            activated_by: a.by.to_owned(),
-            reason: a.reason.map(str::to_owned),
-            at: now,
-        };
-        store::set_active(&mut tx, &activation).await?;
-        let event = crate::events::Event::policy_activated(&activation, &version.sha256)
-            .map_err(DbError::from)?;
-        crate::events::record(&mut tx, &event)
-            .await
-            .map_err(DbError::from)?;
+        let activation = switch(&mut tx, &tenant, &version, &a, now).await?;
         tx.commit().await.map_err(DbError::from)?;
         tracing::info!(from = ?activation.from_version, to, "policy version activated");
         Ok(activation)
@@ -439,6 +436,12 @@ impl Deployments {
     /// component uploaded and activated unless this tenant already has an
     /// accepted version with these bytes. A component that fails the gate
     /// stops the start, as a broken config always has.
+    ///
+    /// Replicas starting together on one database all run this at once, and
+    /// the outcome is the same as one replica's: the import of a tenant
+    /// ([`Deployments::import`]) is one transaction under the tenant's row
+    /// lock that reuses a version with these bytes when a racer stored it
+    /// first, and leaves a tenant alone once it has an active version.
     #[tracing::instrument(name = "deploy.bootstrap", skip_all, fields(tenants = tenants.len()))]
     pub async fn bootstrap(&self, tenants: &[TenantConfig], now: i64) -> Result<(), DeployError> {
         for t in tenants {
@@ -457,12 +460,14 @@ impl Deployments {
                 .await?
                 .and_then(|t| t.active_version);
             tx.commit().await.map_err(DbError::from)?;
-            let version = match known {
-                Some(v) if active.is_some() => {
-                    tracing::debug!(tenant = %t.id, version = v.version, "lethe.toml component already deployed");
-                    continue;
-                }
-                Some(v) => v.version,
+            if let (Some(v), Some(_)) = (&known, active) {
+                tracing::debug!(tenant = %t.id, version = v.version, "lethe.toml component already deployed");
+                continue;
+            }
+            // Gate the bytes only when no accepted version has them (a
+            // racer may store one meanwhile; the import then reuses it).
+            let candidate = match known {
+                Some(_) => None,
                 None => {
                     let message = format!("imported from {}", t.policy.display());
                     let upload = Upload {
@@ -472,27 +477,123 @@ impl Deployments {
                         message: Some(&message),
                         uploaded_by: "lethe.toml",
                     };
-                    self.upload(upload, now).await?.version
+                    let mut v = self.gate(&upload, now).await?;
+                    if v.status == VersionStatus::Rejected {
+                        self.store_version(&mut v, &wasm).await?;
+                        tracing::info!(tenant = %t.id, version = v.version, sha256 = %&v.sha256[..12], "lethe.toml component rejected");
+                        return Err(DeployError::Rejected(Box::new(v)));
+                    }
+                    Some(v)
                 }
             };
-            let activate = Activate {
-                tenant: &t.id,
-                version: Some(version),
-                kind: ActivationKind::Bootstrap,
-                by: "lethe.toml",
-                reason: Some(if active.is_some() {
-                    "the component in lethe.toml changed"
-                } else {
-                    "imported from lethe.toml"
-                }),
-            };
-            match self.activate(activate, now).await {
-                Ok(_) | Err(DeployError::AlreadyActive(_)) => {}
-                Err(e) => return Err(e),
+            self.import(&t.id, &sha, candidate, &wasm, now).await?;
+        }
+        Ok(())
+    }
+
+    /// One tenant's bootstrap import, in one transaction under the tenant's
+    /// row lock (SQLite: the database write lock), so concurrent imports
+    /// take turns and each sees what the one before it committed: the
+    /// accepted version with `sha` is reused if there is one, otherwise
+    /// `candidate` (gated, accepted) is stored as the next version; then it
+    /// is activated when the tenant has no active version yet or when the
+    /// version is new (the component in `lethe.toml` changed). An existing
+    /// version never displaces what an operator activated since.
+    async fn import(
+        &self,
+        tenant: &str,
+        sha: &str,
+        candidate: Option<PolicyVersion>,
+        wasm: &[u8],
+        now: i64,
+    ) -> Result<(), DeployError> {
+        let mut tx = self.db.begin_write().await?;
+        let current = store::lock_tenant(&mut tx, &self.db, tenant)
+            .await?
+            .ok_or(DeployError::NoTenant)?;
+        let (version, new) = match store::version_with_sha(&mut tx, tenant, sha).await? {
+            Some(v) => (v, false),
+            None => {
+                let mut v = candidate.ok_or_else(|| {
+                    DeployError::Corrupt(format!(
+                        "tenant {tenant}'s version with sha256 {sha} is gone"
+                    ))
+                })?;
+                // The row lock makes this number ours: every writer of the
+                // tenant's versions (uploads too) holds it or, on SQLite,
+                // the database write lock.
+                v.version = store::next_version(&mut tx, tenant).await?;
+                store::insert_blob(&mut tx, &v.sha256, wasm).await?;
+                store::insert_version(&mut tx, &v).await?;
+                (v, true)
+            }
+        };
+        let activate = match current.active_version {
+            Some(active) if active == version.version => None,
+            Some(_) if new => Some("the component in lethe.toml changed"),
+            Some(_) => None,
+            None => Some("imported from lethe.toml"),
+        };
+        let activation = match activate {
+            Some(reason) => {
+                let a = Activate {
+                    tenant,
+                    version: Some(version.version),
+                    kind: ActivationKind::Bootstrap,
+                    by: "lethe.toml",
+                    reason: Some(reason),
+                };
+                Some(switch(&mut tx, &current, &version, &a, now).await?)
+            }
+            None => None,
+        };
+        tx.commit().await.map_err(DbError::from)?;
+        if new {
+            tracing::info!(tenant, version = version.version, sha256 = %&sha[..12.min(sha.len())], "lethe.toml component stored");
+        }
+        match activation {
+            Some(a) => {
+                tracing::info!(tenant, from = ?a.from_version, to = a.to_version, "lethe.toml component activated")
+            }
+            None => {
+                tracing::debug!(
+                    tenant,
+                    version = version.version,
+                    "lethe.toml component already deployed"
+                )
             }
         }
         Ok(())
     }
+}
+
+/// Makes `version` the tenant's active one inside `tx`, which holds the
+/// tenant's row lock (`tenant` read under it): the activation recorded with
+/// who, when, from which version and why, and its event.
+async fn switch(
+    tx: &mut sqlx::AnyConnection,
+    tenant: &Tenant,
+    version: &PolicyVersion,
+    a: &Activate<'_>,
+    now: i64,
+) -> Result<Activation, DeployError> {
+    let activation = Activation {
+        id: format!("act-{}", hex::encode(rand::random::<[u8; 8]>())),
+        tenant: tenant.id.clone(),
+        from_version: tenant.active_version,
+        to_version: version.version,
+        kind: a.kind,
+        activated_by: a.by.to_owned(),
+        reason: a.reason.map(str::to_owned),
+        at: now,
+    };
+    store::set_active(tx, &activation).await?;
+    let event = crate::events::Event::policy_activated(&activation, &version.sha256)
+        .map_err(DbError::from)?;
+    crate::events::record(tx, &event)
+        .await
+        .map_err(DbError::from)?;
+    Ok(activation)
 }
 
 /// A replay, as asked.

@@ -69,6 +69,30 @@ pub(super) async fn tenant(
     row.as_ref().map(tenant_of).transpose()
 }
 
+/// Takes the tenant's row lock for the rest of the transaction and then
+/// reads the tenant as it is now. The lock is its own statement because
+/// PostgreSQL's `SELECT … FOR UPDATE OF t` under READ COMMITTED returns the
+/// joined `lethe_policy_active` row from the snapshot taken before it waited
+/// for the lock: a racer's activation committed meanwhile would be missed.
+/// The read that follows is a new statement, so it sees every transaction
+/// that held the lock before this one. On SQLite `BEGIN IMMEDIATE` already
+/// serialised the writers and the lock statement is a plain read.
+pub(super) async fn lock_tenant(
+    conn: &mut AnyConnection,
+    db: &Db,
+    id: &str,
+) -> Result<Option<Tenant>, DbError> {
+    let lock = db.backend().row_lock(RowLock::Update);
+    let found = sqlx::query(&format!("SELECT id FROM lethe_tenants WHERE id = $1{lock}"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    tenant(conn, db, id, RowLock::None).await
+}
+
 /// Stores the bytes once per sha256.
 pub(super) async fn insert_blob(
     conn: &mut AnyConnection,
