@@ -4,7 +4,7 @@
 //! says so) with a stable per-person pseudonym, what is left of the
 //! subject's own rows loses its personal columns, and the profile is
 //! scrubbed. Billing (keep-guarded) rows stay, so counts stay. Every step
-//! but the identity read is one statement for all the users of a group.
+//! is one statement for all the users of a group.
 
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -112,36 +112,55 @@ impl Apply<'_> {
         if let ProfilePlan::Scrub(s) = &plan.profile {
             not_identity.push(s.clone());
         }
+        // The profiles now, all members in one query; what the restore
+        // logs of their kept deletes remember, in one more.
+        let mut current = self
+            .p
+            .users_columns(self.conn, self.tenant, &self.users, &cols)
+            .await?
+            .into_iter();
+        let logs: Vec<&str> = self
+            .members
+            .iter()
+            .filter_map(|m| m.delete_action_id)
+            .collect();
+        let mut remembered: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        if !logs.is_empty() {
+            let mut q = Sql::new();
+            let ids = q.texts(logs.iter().copied());
+            let table = q.text(u.table.as_str());
+            let op = q.text(LoggedOp::Update.as_str());
+            q.push(&format!(
+                "SELECT user_id, row_key, data FROM lethe_restore_log WHERE action_id IN ({ids}) \
+                 AND table_name = {table} AND op = {op}"
+            ));
+            for row in q.fetch_all(self.conn).await? {
+                let (user, key, data): (String, String, String) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                if user != key {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(&data)
+                    .map_err(|e| ExecError::Corrupt(format!("restore log data: {e}")))?;
+                let values = remembered.entry(user).or_default();
+                for c in &cols {
+                    if let Some(s) = v.get(*c).and_then(|x| x.as_str()) {
+                        values.push(s.to_owned());
+                    }
+                }
+            }
+        }
         let mut out = Vec::with_capacity(self.members.len());
         for m in self.members {
-            let mut values: Vec<String> = self
-                .p
-                .user_columns(self.conn, self.tenant, m.user, &cols)
-                .await?
+            let mut values: Vec<String> = current
+                .next()
+                .unwrap_or_default()
                 .into_iter()
                 .flatten()
                 .collect();
-            if let Some(action_id) = m.delete_action_id {
-                let logged = sqlx::query(
-                    "SELECT data FROM lethe_restore_log WHERE action_id = $1 AND table_name = $2 \
-                     AND row_key = $3 AND op = $4",
-                )
-                .bind(action_id)
-                .bind(&u.table)
-                .bind(m.user)
-                .bind(LoggedOp::Update.as_str())
-                .fetch_all(&mut *self.conn)
-                .await?;
-                for row in logged {
-                    let data: String = row.try_get(0)?;
-                    let v: serde_json::Value = serde_json::from_str(&data)
-                        .map_err(|e| ExecError::Corrupt(format!("restore log data: {e}")))?;
-                    for c in &cols {
-                        if let Some(s) = v.get(*c).and_then(|x| x.as_str()) {
-                            values.push(s.to_owned());
-                        }
-                    }
-                }
+            if m.delete_action_id.is_some() {
+                values.extend(remembered.remove(m.user).unwrap_or_default());
             }
             values.retain(|v| v.chars().count() >= 3 && !not_identity.contains(v));
             values.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));

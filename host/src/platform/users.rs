@@ -380,6 +380,47 @@ impl Platform {
         }
     }
 
+    /// [`Platform::user_columns`] for many users of `tenant` in one query:
+    /// each user's values in `ids` order (absent user: all `None`).
+    pub async fn users_columns(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        ids: &[&str],
+        columns: &[&str],
+    ) -> Result<Vec<Vec<Option<String>>>, PlatformError> {
+        let u = &self.map().users;
+        let mut out = vec![vec![None; columns.len()]; ids.len()];
+        for (n, chunk) in ids.chunks(CHUNK).enumerate() {
+            let mut q = Sql::new();
+            let mut sel = vec![self.text_expr(&u.table, "x", &u.key)];
+            sel.extend(
+                columns
+                    .iter()
+                    .map(|c| format!("CAST(x.{} AS TEXT)", quote_ident(c))),
+            );
+            let t = q.text(tenant);
+            let keys = self.id_in(&mut q, &u.table, "x", &u.key, chunk);
+            q.push(&format!(
+                "SELECT {} FROM {} x WHERE x.{} = {t} AND {keys}",
+                sel.join(", "),
+                quote_ident(&u.table),
+                quote_ident(&u.tenant),
+            ));
+            for row in q.fetch_all(&mut *conn).await? {
+                let id: Option<String> = row.try_get(0)?;
+                let Some(i) = id.and_then(|id| chunk.iter().position(|c| *c == id)) else {
+                    continue;
+                };
+                let values = (0..columns.len())
+                    .map(|c| row.try_get::<Option<String>, _>(c + 1))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out[n * CHUNK + i] = values;
+            }
+        }
+        Ok(out)
+    }
+
     /// The current values of `columns` of one user's row, as text (absent
     /// user or NULL: `None`).
     pub async fn user_columns(
