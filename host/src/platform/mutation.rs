@@ -217,7 +217,9 @@ impl Platform {
         // returned by the change itself, or a count first.
         let returning = match (&m.rows, &m.change) {
             _ if n == 1 => None,
-            (Rows::Owned { owner, .. }, Change::Set(sets)) if sets.iter().any(|(c, _)| c == owner) => {
+            (Rows::Owned { owner, .. }, Change::Set(sets))
+                if sets.iter().any(|(c, _)| c == owner) =>
+            {
                 None
             }
             (Rows::Owned { owner, .. }, _) => Some(self.text_expr(table, &tbl, owner)),

@@ -68,7 +68,11 @@ const FIXED: usize = 13;
 struct UserSelect;
 
 impl UserSelect {
-    fn start(p: &Platform, q: &mut Sql, tenant: &str) {
+    /// With `ids`, the lifecycle rows joined are looked up by those ids
+    /// too: Lethe's tables are often never analyzed, and PostgreSQL then
+    /// reads every lifecycle row of the tenant to join a few users (11 ms
+    /// instead of 0.2 ms at 10,000 rows, growing with every user deleted).
+    fn start(p: &Platform, q: &mut Sql, tenant: &str, ids: Option<&[&str]>) {
         let u = &p.map().users;
         let col = |c: &Option<String>| match c {
             Some(c) => format!("CAST(x.{} AS TEXT)", quote_ident(c)),
@@ -95,8 +99,12 @@ impl UserSelect {
             sql.push_str(&format!(", CAST(x.{} AS TEXT)", quote_ident(a)));
         }
         let t = q.text(tenant);
+        let only = match ids {
+            Some(ids) => format!(" AND l.user_id IN ({})", q.texts(ids.iter().copied())),
+            None => String::new(),
+        };
         sql.push_str(&format!(
-            " FROM {users} x LEFT JOIN lethe_user_lifecycle l ON l.tenant_id = x.{tc} AND l.user_id = {key} \
+            " FROM {users} x LEFT JOIN lethe_user_lifecycle l ON l.tenant_id = x.{tc} AND l.user_id = {key}{only} \
              WHERE x.{tc} = {t}",
             users = quote_ident(&u.table),
             tc = quote_ident(&u.tenant),
@@ -207,7 +215,7 @@ impl Platform {
     ) -> Result<Option<UserRecord>, PlatformError> {
         let u = &self.map().users;
         let mut q = Sql::new();
-        UserSelect::start(self, &mut q, tenant);
+        UserSelect::start(self, &mut q, tenant, Some(&[id]));
         let key = self.id_eq(&mut q, &u.table, "x", &u.key, id);
         q.push(&format!(
             " AND {key}{}",
@@ -235,7 +243,8 @@ impl Platform {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let mut q = Sql::new();
-            UserSelect::start(self, &mut q, tenant);
+            let only: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            UserSelect::start(self, &mut q, tenant, Some(&only));
             let cond = self.id_in(&mut q, &u.table, "x", &u.key, chunk);
             q.push(&format!(
                 " AND {cond} ORDER BY {key}{}",
@@ -257,7 +266,7 @@ impl Platform {
     ) -> Result<Vec<Decoded>, PlatformError> {
         let u = &self.map().users;
         let mut q = Sql::new();
-        UserSelect::start(self, &mut q, tenant);
+        UserSelect::start(self, &mut q, tenant, None);
         let key = self.text_expr(&u.table, "x", &u.key);
         let mut sql = String::new();
         if let Some(state) = f.state {
