@@ -16,16 +16,18 @@
 //! Needs the components in `policies/dist/` (`bash policies/build.sh`) and
 //! PostgreSQL at `LETHE_TEST_PG` (default postgres://postgres@127.0.0.1:5432).
 
+#[path = "bulk_checks.rs"]
+mod bulk_checks;
 #[path = "../host/tests/common/mod.rs"]
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use bulk_checks::{check_items, Snapshot};
 use common::serve::{free_port, Server};
 use common::{call, lethe_json, policy_component, write_config, TestDb};
-use lethe::db::{Backend, Db};
+use lethe::db::Backend;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -43,21 +45,6 @@ const TENANTS: u32 = 4;
 /// middle of the fourth batch of 10, most likely with the next user's
 /// transaction under way.
 const KILL_AFTER: u64 = 35;
-/// Platform tables and the column naming the user who owns a row: the
-/// demo data map's categories (the cohort-cleanup plan cascades them all)
-/// and the sessions guard (removed on delete). `mentoring_matches` is
-/// checked per match, since erasing one side removes the other's row too.
-const OWNED: [(&str, &str); 9] = [
-    ("contacts", "owner_id"),
-    ("campaigns", "owner_id"),
-    ("assets", "owner_id"),
-    ("deals", "owner_id"),
-    ("leads", "owner_id"),
-    ("products", "owner_id"),
-    ("activities", "owner_id"),
-    ("messages", "sender_id"),
-    ("sessions", "user_id"),
-];
 
 /// The server's config: the demo data map, tenant t4 only, short leases
 /// and small batches.
@@ -84,253 +71,6 @@ fn count(v: &Value, field: &str) -> u64 {
     v[field]
         .as_u64()
         .unwrap_or_else(|| panic!("no `{field}` in {v}"))
-}
-
-/// What a user looks like in the platform's tables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct UserRow {
-    status: String,
-    name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-}
-
-/// The tenant's platform data, as far as the checks need it.
-#[derive(Debug)]
-struct Snapshot {
-    users: BTreeMap<String, UserRow>,
-    /// (table, owner column) → owner → rows.
-    owned: BTreeMap<&'static str, BTreeMap<String, i64>>,
-    /// Mentoring match id → (mentor, mentee).
-    matches: BTreeMap<String, (String, String)>,
-    /// Billing seats per user (a `keep` guard: never touched).
-    billing: BTreeMap<String, i64>,
-}
-
-impl Snapshot {
-    async fn read(db: &Db) -> Snapshot {
-        let mut users = BTreeMap::new();
-        for r in
-            sqlx::query("SELECT id, status, name, email, phone FROM users WHERE tenant_id = $1")
-                .bind(TENANT)
-                .fetch_all(db.pool())
-                .await
-                .unwrap()
-        {
-            users.insert(
-                r.get::<String, _>(0),
-                UserRow {
-                    status: r.get(1),
-                    name: r.get(2),
-                    email: r.get(3),
-                    phone: r.get(4),
-                },
-            );
-        }
-        let mut owned = BTreeMap::new();
-        for (table, col) in OWNED {
-            owned.insert(table, per_user(db, table, col).await);
-        }
-        let mut matches = BTreeMap::new();
-        for r in sqlx::query(
-            "SELECT id, mentor_id, mentee_id FROM mentoring_matches WHERE tenant_id = $1",
-        )
-        .bind(TENANT)
-        .fetch_all(db.pool())
-        .await
-        .unwrap()
-        {
-            matches.insert(r.get::<String, _>(0), (r.get(1), r.get(2)));
-        }
-        Snapshot {
-            users,
-            owned,
-            matches,
-            billing: per_user(db, "billing_seats", "user_id").await,
-        }
-    }
-
-    fn owned_by(&self, user: &str) -> BTreeMap<&'static str, i64> {
-        self.owned
-            .iter()
-            .map(|(t, m)| (*t, m.get(user).copied().unwrap_or(0)))
-            .collect()
-    }
-
-    fn matches_of(&self, user: &str) -> usize {
-        self.matches
-            .values()
-            .filter(|(a, b)| a == user || b == user)
-            .count()
-    }
-}
-
-/// Rows of `table` per value of `col`, in the tenant.
-async fn per_user(db: &Db, table: &str, col: &str) -> BTreeMap<String, i64> {
-    sqlx::query(&format!(
-        "SELECT {col}, COUNT(*) FROM {table} WHERE tenant_id = $1 AND {col} IS NOT NULL GROUP BY {col}"
-    ))
-    .bind(TENANT)
-    .fetch_all(db.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
-    .collect()
-}
-
-/// user → values of `col` in the rows of `table` about them (tenant t4).
-async fn by_user(db: &Db, sql: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in sqlx::query(sql)
-        .bind(TENANT)
-        .fetch_all(db.pool())
-        .await
-        .unwrap()
-    {
-        out.entry(r.get(0)).or_default().push(r.get(1));
-    }
-    out
-}
-
-/// Check every item of the job against the database: an applied user is
-/// fully applied (erased, profile scrubbed, nothing owned, one history
-/// entry), every other user untouched (row, holdings and matches as seeded,
-/// no history); each done item has exactly one decision (its own action's
-/// audit row) and an escalated one exactly one pending customer-success
-/// escalation; a pending item has no trace at all. Returns the items per
-/// status.
-async fn check_items(db: &Db, job_id: &str, seed: &Snapshot) -> BTreeMap<String, u64> {
-    let items: Vec<(String, String, Option<String>)> = sqlx::query(
-        "SELECT user_id, status, action_id FROM lethe_bulk_items WHERE job_id = $1 ORDER BY seq",
-    )
-    .bind(job_id)
-    .fetch_all(db.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2)))
-    .collect();
-    let now = Snapshot::read(db).await;
-    let history = by_user(
-        db,
-        "SELECT user_id, action || ':' || from_state || '>' || to_state FROM lethe_lifecycle_history \
-         WHERE tenant_id = $1",
-    )
-    .await;
-    let audit = by_user(
-        db,
-        "SELECT subject_id, action_id FROM lethe_audit WHERE tenant_id = $1",
-    )
-    .await;
-    let escalations = by_user(
-        db,
-        "SELECT user_id, queue || ':' || status || ':' || action_id FROM lethe_escalations \
-         WHERE tenant_id = $1",
-    )
-    .await;
-    let applied: BTreeSet<&str> = items
-        .iter()
-        .filter(|(_, s, _)| s == "applied")
-        .map(|(u, _, _)| u.as_str())
-        .collect();
-    let none = Vec::new();
-    let mut counts = BTreeMap::new();
-    for (user, status, action_id) in &items {
-        *counts.entry(status.clone()).or_default() += 1;
-        let before = &seed.users[user];
-        let row = now.users.get(user).expect("users are never removed");
-        let hist = history.get(user).unwrap_or(&none);
-        let decisions = audit.get(user).unwrap_or(&none);
-        let escs = escalations.get(user).unwrap_or(&none);
-        let ctx = format!("{user} (item {status})");
-        // The user's billing seats stay whatever happened.
-        assert_eq!(
-            seed.billing.get(user),
-            now.billing.get(user),
-            "{ctx}: billing"
-        );
-        if status == "applied" {
-            assert_eq!(row.status, "erased", "{ctx}: state");
-            assert_eq!(row.name.as_deref(), Some("(deleted user)"), "{ctx}: name");
-            assert_eq!((&row.email, &row.phone), (&None, &None), "{ctx}: profile");
-            assert!(
-                now.owned_by(user).values().all(|n| *n == 0),
-                "{ctx}: still owns {:?}",
-                now.owned_by(user)
-            );
-            assert_eq!(now.matches_of(user), 0, "{ctx}: mentoring matches left");
-            assert_eq!(
-                hist,
-                &vec![format!("delete:{}>erased", state_name(&before.status))],
-                "{ctx}: history"
-            );
-        } else {
-            assert_eq!(row, before, "{ctx}: user row changed");
-            assert_eq!(
-                now.owned_by(user),
-                seed.owned_by(user),
-                "{ctx}: holdings changed"
-            );
-            assert!(hist.is_empty(), "{ctx}: history {hist:?}");
-        }
-        match status.as_str() {
-            "pending" => {
-                assert!(decisions.is_empty(), "{ctx}: decided {decisions:?}");
-                assert!(escs.is_empty(), "{ctx}: escalated {escs:?}");
-                assert_eq!(action_id, &None, "{ctx}: action id");
-            }
-            "applied" | "escalated" | "denied" => {
-                let id = action_id.as_ref().expect("a done item names its action");
-                assert_eq!(decisions, &vec![id.clone()], "{ctx}: decisions");
-                if status == "escalated" {
-                    assert_eq!(
-                        escs,
-                        &vec![format!("customer-success:pending:{id}")],
-                        "{ctx}: escalations"
-                    );
-                } else {
-                    assert!(escs.is_empty(), "{ctx}: escalated {escs:?}");
-                }
-            }
-            other => panic!("{ctx}: unexpected item status `{other}`"),
-        }
-    }
-    // A match survives exactly when neither side was erased: the pending
-    // side of a match whose other side was erased loses it with it.
-    for (id, (mentor, mentee)) in &seed.matches {
-        let gone = applied.contains(mentor.as_str()) || applied.contains(mentee.as_str());
-        assert_eq!(
-            now.matches.contains_key(id),
-            !gone,
-            "match {id} ({mentor} → {mentee})"
-        );
-    }
-    assert!(
-        now.matches.keys().all(|id| seed.matches.contains_key(id)),
-        "new mentoring matches appeared"
-    );
-    // Nobody outside the job was touched.
-    let in_job: BTreeSet<&str> = items.iter().map(|(u, _, _)| u.as_str()).collect();
-    for (user, before) in &seed.users {
-        if !in_job.contains(user.as_str()) {
-            assert_eq!(&now.users[user], before, "{user} (not in the job)");
-            assert!(
-                !history.contains_key(user),
-                "{user} (not in the job): history"
-            );
-            assert!(!audit.contains_key(user), "{user} (not in the job): audit");
-        }
-    }
-    counts
-}
-
-/// The lifecycle state a seeded `users.status` value stands for.
-fn state_name(status: &str) -> &str {
-    match status {
-        "inactive" => "deactivated",
-        other => other,
-    }
 }
 
 async fn kill_and_resume(backend: Backend) {
@@ -363,7 +103,7 @@ async fn kill_and_resume(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    let seed = Snapshot::read(&t.db).await;
+    let seed = Snapshot::read(&t.db, TENANT).await;
     assert_eq!(seed.users.len(), USERS as usize);
     eprintln!("[{backend:?}] seeded in {:?}", started.elapsed());
 

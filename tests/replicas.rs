@@ -44,13 +44,16 @@
 //! (`bash policies/build.sh`). Every wait is bounded; every server is
 //! killed by pid when the test ends, also on a panic (`Server`'s drop).
 
+#[path = "bulk_checks.rs"]
+mod bulk_checks;
 #[path = "../host/tests/common/mod.rs"]
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use bulk_checks::{check_items, history, state_name, Snapshot};
 use common::serve::{free_port, Server};
 use common::{call, lethe_json, policy_component, write_config, TestDb};
 use lethe::apikeys::{self, Principal};
@@ -88,20 +91,6 @@ const KILL_AFTER: u64 = 1_000;
 /// The servers' log filter: the worker's claims, the sweep's erasures and
 /// activations are what a failure needs.
 const LOG: &str = "warn,lethe::bulk=info,lethe::api=info,lethe::tenancy=info";
-/// Platform tables and the column naming the user who owns a row (the demo
-/// data map's categories, cascaded by cohort-cleanup, and the sessions
-/// guard). `mentoring_matches` is checked per match.
-const OWNED: [(&str, &str); 9] = [
-    ("contacts", "owner_id"),
-    ("campaigns", "owner_id"),
-    ("assets", "owner_id"),
-    ("deals", "owner_id"),
-    ("leads", "owner_id"),
-    ("products", "owner_id"),
-    ("activities", "owner_id"),
-    ("messages", "sender_id"),
-    ("sessions", "user_id"),
-];
 
 fn user(n: u32) -> String {
     format!("{TENANT}-u{n}")
@@ -203,262 +192,6 @@ async fn probe(http: &reqwest::Client, base: &str, key: &str) -> (i64, String) {
             .unwrap_or_default()
             .to_owned(),
     )
-}
-
-/// What a user looks like in the platform's tables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct UserRow {
-    status: String,
-    name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
-}
-
-/// The tenant's platform data, as far as the checks need it.
-#[derive(Debug)]
-struct Snapshot {
-    users: BTreeMap<String, UserRow>,
-    /// (table, owner column) → owner → rows.
-    owned: BTreeMap<&'static str, BTreeMap<String, i64>>,
-    /// Mentoring match id → (mentor, mentee).
-    matches: BTreeMap<String, (String, String)>,
-    /// Billing seats per user (a `keep` guard: never touched).
-    billing: BTreeMap<String, i64>,
-}
-
-impl Snapshot {
-    async fn read(db: &Db) -> Snapshot {
-        let mut users = BTreeMap::new();
-        for r in
-            sqlx::query("SELECT id, status, name, email, phone FROM users WHERE tenant_id = $1")
-                .bind(TENANT)
-                .fetch_all(db.pool())
-                .await
-                .unwrap()
-        {
-            users.insert(
-                r.get::<String, _>(0),
-                UserRow {
-                    status: r.get(1),
-                    name: r.get(2),
-                    email: r.get(3),
-                    phone: r.get(4),
-                },
-            );
-        }
-        let mut owned = BTreeMap::new();
-        for (table, col) in OWNED {
-            owned.insert(table, per_user(db, table, col).await);
-        }
-        let mut matches = BTreeMap::new();
-        for r in sqlx::query(
-            "SELECT id, mentor_id, mentee_id FROM mentoring_matches WHERE tenant_id = $1",
-        )
-        .bind(TENANT)
-        .fetch_all(db.pool())
-        .await
-        .unwrap()
-        {
-            matches.insert(r.get::<String, _>(0), (r.get(1), r.get(2)));
-        }
-        Snapshot {
-            users,
-            owned,
-            matches,
-            billing: per_user(db, "billing_seats", "user_id").await,
-        }
-    }
-
-    fn owned_by(&self, user: &str) -> BTreeMap<&'static str, i64> {
-        self.owned
-            .iter()
-            .map(|(t, m)| (*t, m.get(user).copied().unwrap_or(0)))
-            .collect()
-    }
-
-    fn matches_of(&self, user: &str) -> usize {
-        self.matches
-            .values()
-            .filter(|(a, b)| a == user || b == user)
-            .count()
-    }
-}
-
-/// Rows of `table` per value of `col`, in the tenant.
-async fn per_user(db: &Db, table: &str, col: &str) -> BTreeMap<String, i64> {
-    sqlx::query(&format!(
-        "SELECT {col}, COUNT(*) FROM {table} WHERE tenant_id = $1 AND {col} IS NOT NULL GROUP BY {col}"
-    ))
-    .bind(TENANT)
-    .fetch_all(db.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
-    .collect()
-}
-
-/// user → values of the second column of `sql`'s rows about them.
-async fn by_user(db: &Db, sql: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in sqlx::query(sql)
-        .bind(TENANT)
-        .fetch_all(db.pool())
-        .await
-        .unwrap()
-    {
-        out.entry(r.get(0)).or_default().push(r.get(1));
-    }
-    out
-}
-
-async fn history(db: &Db) -> BTreeMap<String, Vec<String>> {
-    by_user(
-        db,
-        "SELECT user_id, action || ':' || from_state || '>' || to_state FROM lethe_lifecycle_history \
-         WHERE tenant_id = $1 ORDER BY at, action_id",
-    )
-    .await
-}
-
-/// Check every item of the job against the database: an applied user is
-/// fully applied (erased, profile scrubbed, nothing owned, one history
-/// entry), every other user untouched since `before` (row, holdings and
-/// matches; no history); each done item has exactly one decision (its own
-/// action's audit row) and an escalated one exactly one pending
-/// customer-success escalation; a pending item has no trace at all; users
-/// outside the job are untouched. Returns the items per status.
-async fn check_items(db: &Db, job_id: &str, before: &Snapshot) -> BTreeMap<String, u64> {
-    let items: Vec<(String, String, Option<String>)> = sqlx::query(
-        "SELECT user_id, status, action_id FROM lethe_bulk_items WHERE job_id = $1 ORDER BY seq",
-    )
-    .bind(job_id)
-    .fetch_all(db.pool())
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2)))
-    .collect();
-    assert_eq!(items.len(), JOB_USERS as usize);
-    let now = Snapshot::read(db).await;
-    let history = history(db).await;
-    let since: BTreeMap<String, Vec<String>> = {
-        // History written before the snapshot (the sweep's users) is not
-        // the job's.
-        let job: BTreeSet<&str> = items.iter().map(|(u, _, _)| u.as_str()).collect();
-        history
-            .iter()
-            .filter(|(u, _)| job.contains(u.as_str()))
-            .map(|(u, h)| (u.clone(), h.clone()))
-            .collect()
-    };
-    let audit = by_user(
-        db,
-        "SELECT subject_id, action_id FROM lethe_audit WHERE tenant_id = $1",
-    )
-    .await;
-    let escalations = by_user(
-        db,
-        "SELECT user_id, queue || ':' || status || ':' || action_id FROM lethe_escalations \
-         WHERE tenant_id = $1",
-    )
-    .await;
-    let applied: BTreeSet<&str> = items
-        .iter()
-        .filter(|(_, s, _)| s == "applied")
-        .map(|(u, _, _)| u.as_str())
-        .collect();
-    let none = Vec::new();
-    let mut counts = BTreeMap::new();
-    for (user, status, action_id) in &items {
-        *counts.entry(status.clone()).or_default() += 1;
-        let was = &before.users[user];
-        let row = now.users.get(user).expect("users are never removed");
-        let hist = since.get(user).unwrap_or(&none);
-        let decisions = audit.get(user).unwrap_or(&none);
-        let escs = escalations.get(user).unwrap_or(&none);
-        let ctx = format!("{user} (item {status})");
-        assert_eq!(
-            before.billing.get(user),
-            now.billing.get(user),
-            "{ctx}: billing"
-        );
-        if status == "applied" {
-            assert_eq!(row.status, "erased", "{ctx}: state");
-            assert_eq!(row.name.as_deref(), Some("(deleted user)"), "{ctx}: name");
-            assert_eq!((&row.email, &row.phone), (&None, &None), "{ctx}: profile");
-            assert!(
-                now.owned_by(user).values().all(|n| *n == 0),
-                "{ctx}: still owns {:?}",
-                now.owned_by(user)
-            );
-            assert_eq!(now.matches_of(user), 0, "{ctx}: mentoring matches left");
-            assert_eq!(
-                hist,
-                &vec![format!("delete:{}>erased", state_name(&was.status))],
-                "{ctx}: history"
-            );
-        } else {
-            assert_eq!(row, was, "{ctx}: user row changed");
-            assert_eq!(
-                now.owned_by(user),
-                before.owned_by(user),
-                "{ctx}: holdings changed"
-            );
-            assert!(hist.is_empty(), "{ctx}: history {hist:?}");
-        }
-        match status.as_str() {
-            "pending" => {
-                assert!(decisions.is_empty(), "{ctx}: decided {decisions:?}");
-                assert!(escs.is_empty(), "{ctx}: escalated {escs:?}");
-                assert_eq!(action_id, &None, "{ctx}: action id");
-            }
-            "applied" | "escalated" | "denied" => {
-                let id = action_id.as_ref().expect("a done item names its action");
-                assert_eq!(decisions, &vec![id.clone()], "{ctx}: decisions");
-                if status == "escalated" {
-                    assert_eq!(
-                        escs,
-                        &vec![format!("customer-success:pending:{id}")],
-                        "{ctx}: escalations"
-                    );
-                } else {
-                    assert!(escs.is_empty(), "{ctx}: escalated {escs:?}");
-                }
-            }
-            other => panic!("{ctx}: unexpected item status `{other}`"),
-        }
-    }
-    // A match survives exactly when neither side was erased by the job.
-    for (id, (mentor, mentee)) in &before.matches {
-        let gone = applied.contains(mentor.as_str()) || applied.contains(mentee.as_str());
-        assert_eq!(
-            now.matches.contains_key(id),
-            !gone,
-            "match {id} ({mentor} → {mentee})"
-        );
-    }
-    // Nobody outside the job was touched.
-    let in_job: BTreeSet<&str> = items.iter().map(|(u, _, _)| u.as_str()).collect();
-    for (user, was) in &before.users {
-        if !in_job.contains(user.as_str()) {
-            assert_eq!(&now.users[user], was, "{user} (not in the job)");
-            assert_eq!(
-                now.owned_by(user),
-                before.owned_by(user),
-                "{user} (not in the job): holdings"
-            );
-        }
-    }
-    counts
-}
-
-/// The lifecycle state a seeded `users.status` value stands for.
-fn state_name(status: &str) -> &str {
-    match status {
-        "inactive" => "deactivated",
-        other => other,
-    }
 }
 
 /// The replica holding the sweep lease now (its holder is the replica id,
@@ -715,7 +448,7 @@ async fn three_replicas_one_service() {
     // woken by the execute, most likely claims the job, so the kill below
     // takes the sweep lease's holder down too and the sweep has to move.
     let sweeper = sweep_holder(&t.db, &replicas).await;
-    let before_job = Snapshot::read(&t.db).await;
+    let before_job = Snapshot::read(&t.db, TENANT).await;
     eprintln!("snapshot read at {:?}", started.elapsed());
     let previewing = Instant::now();
     let ids: Vec<String> = (3..3 + JOB_USERS).map(user).collect();
@@ -826,6 +559,7 @@ async fn three_replicas_one_service() {
 
     // With its worker dead: every user fully applied or untouched.
     let at_kill = check_items(&t.db, &job_id, &before_job).await;
+    assert_eq!(at_kill.values().sum::<u64>(), u64::from(JOB_USERS));
     let pending = at_kill.get("pending").copied().unwrap_or(0);
     assert!(
         total - pending >= count(&seen, "done") && pending > 0,
@@ -925,6 +659,7 @@ async fn three_replicas_one_service() {
     );
 
     let end = check_items(&t.db, &job_id, &before_job).await;
+    assert_eq!(end.values().sum::<u64>(), u64::from(JOB_USERS));
     assert_eq!(end.get("pending"), None, "{end:?}");
     assert_eq!(end.get("applied").copied(), Some(allow), "{end:?}");
     assert_eq!(end.get("escalated").copied(), Some(escalate), "{end:?}");
@@ -997,7 +732,7 @@ async fn three_replicas_one_service() {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "approved twice: {v}");
-    let history = history(&t.db).await;
+    let history = history(&t.db, TENANT).await;
     let was = &before_job.users[&escalated];
     assert_eq!(
         history.get(&escalated),

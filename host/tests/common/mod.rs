@@ -248,6 +248,88 @@ where
     }
 }
 
+/// The demo data map's categories, in its order.
+pub const CATEGORIES: [&str; 10] = [
+    "contacts",
+    "campaigns",
+    "assets",
+    "deals",
+    "leads",
+    "products",
+    "activities",
+    "mentoring",
+    "mentorships",
+    "messages",
+];
+
+fn disposition() -> impl proptest::strategy::Strategy<Value = Disposition> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Disposition::Keep),
+        Just(Disposition::Cascade),
+        Just(Disposition::Anonymise),
+        Just(Disposition::Transfer),
+    ]
+}
+
+/// A random valid delete plan over every category (billing untouched,
+/// target an active admin), its restore window drawn from `windows`.
+pub fn plan_strategy(
+    windows: impl proptest::strategy::Strategy<Value = u32>,
+) -> impl proptest::strategy::Strategy<Value = Plan> {
+    use proptest::prelude::*;
+    (
+        proptest::collection::vec((disposition(), any::<bool>()), CATEGORIES.len()),
+        prop_oneof![Just("t1-u1"), Just("t1-u2")],
+        any::<bool>(),
+        windows,
+    )
+        .prop_map(|(ds, target, scrub, window)| Plan {
+            categories: CATEGORIES
+                .iter()
+                .zip(ds)
+                .map(|(c, (d, only_open))| CategoryPlan {
+                    category: (*c).into(),
+                    disposition: d,
+                    only_open,
+                })
+                .collect(),
+            transfer_target: Some(TransferTarget::User(target.into())),
+            profile: if scrub {
+                ProfilePlan::Scrub("(deleted user)".into())
+            } else {
+                ProfilePlan::Keep
+            },
+            restore_window_days: window,
+            references: References::Pseudonymise,
+            notify: vec![],
+        })
+}
+
+/// A policy that allows deletes with `plan` and everything else with
+/// [`empty_plan`].
+pub fn with_plan(
+    plan: Plan,
+) -> FnDecider<impl Fn(&Request) -> Result<Outcome, PolicyFault> + Send + Sync> {
+    FnDecider(move |r: &Request| {
+        Ok(Outcome::Allow {
+            plan: match r.action {
+                Action::Delete => plan.clone(),
+                _ => empty_plan(),
+            },
+        })
+    })
+}
+
+/// A property runner of `cases` cases that persists no failures.
+pub fn runner(cases: u32) -> proptest::test_runner::TestRunner {
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })
+}
+
 /// One category of a plan.
 pub fn cat(name: &str, d: Disposition, only_open: bool) -> CategoryPlan {
     CategoryPlan {
