@@ -688,10 +688,15 @@ impl Store {
         let seqs: Vec<String> = items.iter().map(|i| q.int(i.seq)).collect();
         let done_at = q.int(now);
         let pending = q.text(ItemStatus::Pending.as_str());
+        // `status || ''`: the status index (job, status, seq) must not be
+        // used here. On a never-analyzed table PostgreSQL picks it and reads
+        // every pending item of the job to find the batch's (auto_explain
+        // during a 10,000-user job: 8,600 rows filtered, 9 ms); by primary
+        // key (job, seq) it is one lookup per item.
         q.push(&format!(
             "UPDATE lethe_bulk_items SET status = {status}, code = {code}, detail = {detail}, \
              action_id = {action}, escalation_id = {escalation}, done_at = {done_at} \
-             WHERE job_id = {job} AND seq IN ({}) AND status = {pending}",
+             WHERE job_id = {job} AND seq IN ({}) AND status || '' = {pending}",
             seqs.join(", ")
         ));
         q.execute(conn).await
