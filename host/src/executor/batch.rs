@@ -216,6 +216,9 @@ impl Executor {
         let p = self.platform();
         let started = Instant::now();
         let mut tx = p.db().begin_write().await?;
+        if let Some(serial) = p.backend().serial_transaction() {
+            sqlx::query(serial).execute(&mut *tx).await?;
+        }
 
         // Context: every user locked, then the facts, set-based.
         let mut records = HashMap::with_capacity(users.len());
