@@ -1263,24 +1263,29 @@ async fn follow(s: &Server, t: &str, job: &str) -> (usize, Value) {
     (progress, end.expect("an `end` event closes the stream"))
 }
 
-/// Every user of a tenant and their state, from the directory.
+/// Every user of a tenant and their state, from the directory (every page).
 async fn states(s: &Server, t: &str) -> BTreeMap<String, String> {
-    let (st, v) = s
-        .get(&format!("/v1/tenants/{t}/users?limit=500"), s.key(t))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["next_cursor"], Value::Null);
-    v["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| {
-            (
+    let mut out = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let path = match &cursor {
+            Some(c) => format!("/v1/tenants/{t}/users?limit=500&cursor={c}"),
+            None => format!("/v1/tenants/{t}/users?limit=500"),
+        };
+        let (st, v) = s.get(&path, s.key(t)).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        for u in v["users"].as_array().unwrap() {
+            out.insert(
                 u["id"].as_str().unwrap().to_owned(),
                 u["state"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+            );
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+    panic!("more than 100 pages of users");
 }
 
 fn ids(v: &Value) -> Vec<String> {
@@ -1702,7 +1707,10 @@ async fn bulk_stale_isolation_and_bad_input(backend: Backend) {
 /// Cancel mid-run: users done stay done, the rest are left untouched and
 /// counted as cancelled.
 async fn bulk_cancel(backend: Backend) {
-    let s = Server::start_with(backend, 300).await;
+    // Enough mentees (about a third of 2,000 users) that the job is still
+    // running when the cancel arrives: a batch of 8 is one transaction and
+    // takes milliseconds, so 300 users' job could finish first.
+    let s = Server::start_with(backend, 2000).await;
     let before = states(&s, "t4").await;
     let (st, p) = s
         .post(

@@ -48,6 +48,7 @@ impl From<sqlx::Error> for DirectoryError {
 /// Filters of `GET /v1/tenants/{t}/users`; all optional, combined with AND.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UserFilter {
     /// Lifecycle state: active, locked, deactivated, deleted, erased.
     pub state: Option<LifecycleState>,

@@ -17,6 +17,7 @@ use crate::page::Limit;
 /// Filters of `GET /v1/tenants/{t}/audit`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AuditFilter {
     /// The subject's id.
     pub user: Option<String>,

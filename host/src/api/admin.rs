@@ -44,6 +44,7 @@ pub struct VersionList {
 /// the message as a part instead.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UploadParams {
     /// Why this version: shown in the version list.
     pub message: Option<String>,

@@ -56,6 +56,7 @@ pub async fn execute(
 /// Query of `GET /v1/tenants/{t}/jobs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct JobsQuery {
     /// Default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
@@ -95,6 +96,7 @@ pub async fn job(
 /// Query of `GET /v1/tenants/{t}/jobs/{id}/items`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ItemsQuery {
     /// pending, applied, escalated, denied, failed or cancelled.
     pub status: Option<ItemStatus>,

@@ -91,9 +91,11 @@ pub struct ApprovalResponse {
     pub report: ActionReport,
 }
 
-/// Filters of the escalation lists.
+/// Filters of the escalation lists. An unknown parameter is a 400, as on
+/// every other list: a misspelt filter must not silently list everything.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EscalationFilter {
     /// Support list only: one tenant.
     pub tenant: Option<String>,

@@ -647,6 +647,7 @@ pub async fn set_settings(
 /// Filters of the SCIM request log.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct RequestLogFilter {
     /// At most this many, newest first (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]

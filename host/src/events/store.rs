@@ -100,6 +100,7 @@ pub struct Attempt {
 /// Filters of the event list.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EventFilter {
     #[serde(rename = "type")]
     #[param(rename = "type")]
