@@ -36,6 +36,7 @@ use super::effects::{self, Group, Member};
 use super::{context, ActionReport, Applied, Ask, ExecError, Executor};
 use crate::audit::{self, Evidence};
 use crate::contract::{Action, LifecycleState, Outcome, Plan, Request};
+use crate::datamap::{Category, Edge, Guard};
 use crate::db::RowLock;
 use crate::decision::{Decider, Verdict};
 use crate::events::{Event, EventActor};
@@ -119,23 +120,24 @@ impl Executor {
         for (plan, ..) in groups {
             let (c, g) = effects::touched(p.map(), ask.action, plan);
             for route in c {
-                if !categories.iter().any(
-                    |(c, path): &(&crate::datamap::Category, Vec<&crate::datamap::Edge>)| {
+                if !categories
+                    .iter()
+                    .any(|(c, path): &(&Category, Vec<&Edge>)| {
                         c.name == route.0.name
                             && path.len() == route.1.len()
                             && path
                                 .iter()
                                 .zip(&route.1)
                                 .all(|(a, b)| a.table == b.table && a.fk == b.fk)
-                    },
-                ) {
+                    })
+                {
                     categories.push(route);
                 }
             }
             for g in g {
                 if !guards
                     .iter()
-                    .any(|x: &&crate::datamap::Guard| x.table == g.table && x.column == g.column)
+                    .any(|x: &&Guard| x.table == g.table && x.column == g.column)
                 {
                     guards.push(g);
                 }
@@ -387,25 +389,16 @@ impl Executor {
         // Evidence, events and the epilogue, in the same transaction.
         let mut reports = Vec::with_capacity(decided.len());
         for (d, applied) in decided.iter().zip(applied) {
-            reports.push(ActionReport {
-                action_id: d.action_id.clone(),
-                tenant: ask.tenant.clone(),
-                subject: d.read.user.clone(),
-                action: ask.action,
-                policy_sha256: d.verdict.policy_sha256.clone(),
-                policy_version: d.verdict.policy_version,
-                decision: d.verdict.decision.clone(),
-                from_state: d.read.record.standing.state,
-                to_state: applied.as_ref().map(|a| a.to),
-                restore_until: applied.as_ref().and_then(|a| a.restore_until),
-                notify: applied
-                    .as_ref()
-                    .map(|a| a.notify.clone())
-                    .unwrap_or_default(),
-                effects: applied.map(|a| a.effects).unwrap_or_default(),
-                dry_run: false,
-                replayed: false,
-            });
+            reports.push(Applied::report(
+                applied,
+                d.action_id.clone(),
+                &ask.tenant,
+                &d.read.user,
+                ask.action,
+                d.verdict.clone(),
+                d.read.record.standing.state,
+                false,
+            ));
         }
         let evidence = decided
             .iter()

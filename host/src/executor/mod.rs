@@ -354,6 +354,42 @@ struct Applied {
     notify: Vec<String>,
 }
 
+impl Applied {
+    /// The report of a decided action: `applied` is `None` unless the
+    /// decision allowed it and its plan was applied.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        applied: Option<Applied>,
+        action_id: String,
+        tenant: &str,
+        subject: &str,
+        action: Action,
+        verdict: Verdict,
+        from: LifecycleState,
+        dry_run: bool,
+    ) -> ActionReport {
+        ActionReport {
+            action_id,
+            tenant: tenant.to_owned(),
+            subject: subject.to_owned(),
+            action,
+            policy_sha256: verdict.policy_sha256,
+            policy_version: verdict.policy_version,
+            decision: verdict.decision,
+            from_state: from,
+            to_state: applied.as_ref().map(|a| a.to),
+            restore_until: applied.as_ref().and_then(|a| a.restore_until),
+            notify: applied
+                .as_ref()
+                .map(|a| a.notify.clone())
+                .unwrap_or_default(),
+            effects: applied.map(|a| a.effects).unwrap_or_default(),
+            dry_run,
+            replayed: false,
+        }
+    }
+}
+
 impl Executor {
     /// Introspect the database and validate the map against it: the host
     /// refuses to start on a map that does not match.
@@ -453,25 +489,16 @@ impl Executor {
         let applied_us = started.elapsed().as_micros();
 
         // Evidence, in the same transaction.
-        let report = ActionReport {
+        let report = Applied::report(
+            applied,
             action_id,
-            tenant: input.tenant.clone(),
-            subject: input.subject.clone(),
-            action: input.action,
-            policy_sha256: verdict.policy_sha256.clone(),
-            policy_version: verdict.policy_version,
-            decision: verdict.decision,
-            from_state: from,
-            to_state: applied.as_ref().map(|a| a.to),
-            restore_until: applied.as_ref().and_then(|a| a.restore_until),
-            notify: applied
-                .as_ref()
-                .map(|a| a.notify.clone())
-                .unwrap_or_default(),
-            effects: applied.map(|a| a.effects).unwrap_or_default(),
-            dry_run: input.dry_run,
-            replayed: false,
-        };
+            &input.tenant,
+            &input.subject,
+            input.action,
+            verdict,
+            from,
+            input.dry_run,
+        );
         audit::record(&mut tx, &Evidence::of(&request, &report, input.now)?).await?;
         idempotency::remember(&mut tx, input, &report).await?;
         epilogue.write(&mut tx, &report).await?;
