@@ -397,7 +397,6 @@ impl Executor {
                 ask.action,
                 d.verdict.clone(),
                 d.read.record.standing.state,
-                false,
             ));
         }
         let evidence = decided
@@ -406,7 +405,9 @@ impl Executor {
             .map(|(d, r)| Evidence::of(&d.read.request, r, ask.now))
             .collect::<Result<Vec<_>, _>>()?;
         audit::record_many(&mut tx, &evidence).await?;
+        let recorded_us = started.elapsed().as_micros();
         epilogue.write(&mut tx, &reports, &refused).await?;
+        let epilogue_us = started.elapsed().as_micros();
         let mut events = Vec::new();
         for (d, r) in decided.iter().zip(&reports) {
             let actor = EventActor {
@@ -418,6 +419,7 @@ impl Executor {
             }
         }
         crate::events::record_many(&mut tx, &events).await?;
+        let events_us = started.elapsed().as_micros();
         tx.commit().await?;
         let took = started.elapsed();
         for r in &reports {
@@ -431,6 +433,10 @@ impl Executor {
             decide_us = decided_us - context_us,
             apply_us = applied_us - decided_us,
             evidence_us = took.as_micros() - applied_us,
+            record_us = recorded_us - applied_us,
+            epilogue_us = epilogue_us - recorded_us,
+            events_us = events_us - epilogue_us,
+            commit_us = took.as_micros() - events_us,
             "batch applied"
         );
         Ok(Batched::Done { reports, refused })

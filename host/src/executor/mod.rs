@@ -355,9 +355,9 @@ struct Applied {
 }
 
 impl Applied {
-    /// The report of a decided action: `applied` is `None` unless the
-    /// decision allowed it and its plan was applied.
-    #[allow(clippy::too_many_arguments)]
+    /// The report of a decided action, as committed (a dry run marks its
+    /// own): `applied` is `None` unless the decision allowed it and its
+    /// plan was applied.
     fn report(
         applied: Option<Applied>,
         action_id: String,
@@ -366,7 +366,6 @@ impl Applied {
         action: Action,
         verdict: Verdict,
         from: LifecycleState,
-        dry_run: bool,
     ) -> ActionReport {
         ActionReport {
             action_id,
@@ -384,7 +383,7 @@ impl Applied {
                 .map(|a| a.notify.clone())
                 .unwrap_or_default(),
             effects: applied.map(|a| a.effects).unwrap_or_default(),
-            dry_run,
+            dry_run: false,
             replayed: false,
         }
     }
@@ -489,16 +488,18 @@ impl Executor {
         let applied_us = started.elapsed().as_micros();
 
         // Evidence, in the same transaction.
-        let report = Applied::report(
-            applied,
-            action_id,
-            &input.tenant,
-            &input.subject,
-            input.action,
-            verdict,
-            from,
-            input.dry_run,
-        );
+        let report = ActionReport {
+            dry_run: input.dry_run,
+            ..Applied::report(
+                applied,
+                action_id,
+                &input.tenant,
+                &input.subject,
+                input.action,
+                verdict,
+                from,
+            )
+        };
         audit::record(&mut tx, &Evidence::of(&request, &report, input.now)?).await?;
         idempotency::remember(&mut tx, input, &report).await?;
         epilogue.write(&mut tx, &report).await?;
