@@ -31,6 +31,11 @@ const NOT_APPLIED_INLINE: i64 = 100;
 const INSERT_CHUNK: usize = 300;
 /// Jobs a claim looks at per round.
 const CLAIM_CANDIDATES: i64 = 8;
+/// A job of at least this many items refreshes the items table's planner
+/// statistics once it is queued ([`crate::db::Backend::analyze`]): its workers then
+/// move each batch's items by key, at any job size. Smaller jobs are over
+/// before a guess costs anything.
+const ANALYZE_AT: usize = 1_000;
 
 const JOB_COLUMNS: &str = "id, tenant_id, preview_id, action, actor_id, status, cancel_requested, \
                            total, created_at, started_at, finished_at";
@@ -325,7 +330,21 @@ impl Store {
             job_finished(&mut tx, &job_id, JobStatus::Completed, now).await?;
         }
         tx.commit().await?;
+        if users.len() >= ANALYZE_AT {
+            self.refresh_item_statistics().await;
+        }
         Ok(job_id)
+    }
+
+    /// See [`ANALYZE_AT`]. Statistics only change plans, never results: a
+    /// failure is logged and the job runs as queued.
+    async fn refresh_item_statistics(&self) {
+        let Some(analyze) = self.db.backend().analyze("lethe_bulk_items") else {
+            return;
+        };
+        if let Err(e) = sqlx::query(&analyze).execute(self.db.pool()).await {
+            tracing::warn!(error = %e, "could not refresh the bulk items' statistics");
+        }
     }
 
     /// One job of the tenant with its counts and the users that did not
