@@ -623,18 +623,26 @@ impl Store {
         })
     }
 
-    /// The next `limit` pending items of a job, in job order.
+    /// The next `limit` pending items of a job after item `after`, in job
+    /// order. The lower bound keeps the read off the items already done:
+    /// without it PostgreSQL walks past every one of them (by the primary
+    /// key in job order, or through the status index's dead entries), 18 to
+    /// 37 ms per read at 90 % of a 100,000-item job, 0.05 ms with it
+    /// (EXPLAIN ANALYZE).
     pub async fn pending_items(
         &self,
         job_id: &str,
+        after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, BulkError> {
         let rows = sqlx::query(
-            "SELECT seq, user_id FROM lethe_bulk_items WHERE job_id = $1 AND status = $2 ORDER BY seq LIMIT $3",
+            "SELECT seq, user_id FROM lethe_bulk_items WHERE job_id = $1 AND status = $2 AND seq > $4 \
+             ORDER BY seq LIMIT $3",
         )
         .bind(job_id)
         .bind(ItemStatus::Pending.as_str())
         .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
+        .bind(after)
         .fetch_all(self.db.pool())
         .await?;
         Ok(rows

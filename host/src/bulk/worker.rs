@@ -116,6 +116,11 @@ impl Bulk {
         me: &str,
         stop: &watch::Receiver<bool>,
     ) -> Result<(), BulkError> {
+        // Every item up to `after` has left `pending` (a batch moves all of
+        // its items out, or the job stops here), so the next read starts
+        // after it. When nothing is pending after it, one read from the
+        // start confirms the job is through.
+        let mut after = 0;
         let stopped = loop {
             if *stop.borrow() {
                 break Stopped::Shutdown;
@@ -133,16 +138,19 @@ impl Bulk {
                 } => break Stopped::Cancelled,
                 Lease::Held { .. } => {}
             }
-            let items = self
-                .store()
-                .pending_items(&job.id, self.settings().batch_size)
-                .await?;
-            if items.is_empty() {
-                break Stopped::Done;
+            let size = self.settings().batch_size;
+            let mut items = self.store().pending_items(&job.id, after, size).await?;
+            if items.is_empty() && after > 0 {
+                after = 0;
+                items = self.store().pending_items(&job.id, after, size).await?;
             }
+            let Some(&(last, _)) = items.last() else {
+                break Stopped::Done;
+            };
             if let Some(why) = self.batch(decider, job, &items, stop).await? {
                 break why;
             }
+            after = last;
         };
         let now = unix_now();
         match stopped {
