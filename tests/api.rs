@@ -838,6 +838,35 @@ async fn bad_input(backend: Backend) {
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
         assert_eq!(v["code"], code, "{body}: {v}");
     }
+    // Serde reads a struct from an array of its fields in order; a body
+    // that is not a JSON object is refused before the handler runs (the
+    // event does not exist: an accepted body would be a 404).
+    for body in [json!([null]), json!([]), json!("x"), json!(null)] {
+        let (st, v) = s
+            .post(
+                "/v1/tenants/t5/events/evt-nope/redeliver",
+                s.key("t5"),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            (st, v["code"].clone()),
+            (StatusCode::UNPROCESSABLE_ENTITY, json!("invalid-input")),
+            "{body}: {v}"
+        );
+    }
+    let (st, v) = s
+        .post(
+            "/v1/tenants/t5/events/evt-nope/redeliver",
+            s.key("t5"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "an object body reaches the handler: {v}"
+    );
     let (st, v) = s
         .act(
             "t5",

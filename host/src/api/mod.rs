@@ -161,14 +161,28 @@ impl AppState {
 }
 
 /// `Json` whose rejections are problem details (malformed JSON 400, wrong
-/// shape 422, over the body limit 413, not JSON 415).
+/// shape 422, over the body limit 413, not JSON 415), for a body that must
+/// be a JSON object.
+///
+/// Every request body of this API is an object, but serde also reads a
+/// struct from an array of its fields in declaration order: without the
+/// check `[null]` was a valid redelivery request (Schemathesis, ST201).
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        let axum::Json(raw) =
+            axum::Json::<Box<serde_json::value::RawValue>>::from_request(req, state).await?;
+        if !raw.get().trim_start().starts_with('{') {
+            return Err(Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidInput,
+                "the request body must be a JSON object",
+            ));
+        }
+        let axum::Json(v) = axum::Json::<T>::from_bytes(raw.get().as_bytes())?;
         Ok(Body(v))
     }
 }
