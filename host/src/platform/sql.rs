@@ -147,7 +147,7 @@ const SQLITE: &str = "SQLite";
 fn positional<'a>(text: &str, args: &'a [Arg]) -> (String, Vec<&'a Arg>) {
     let mut out = String::with_capacity(text.len());
     let mut order = Vec::with_capacity(args.len());
-    let mut chars = text.char_indices().peekable();
+    let mut chars = text.char_indices();
     let mut quote: Option<char> = None;
     while let Some((i, c)) = chars.next() {
         match (quote, c) {
