@@ -99,10 +99,8 @@ impl Platform {
                 let owner: String = row.try_get(0)?;
                 let mut held = no_holdings(map);
                 for (i, h) in held.iter_mut().enumerate() {
-                    let total: i64 = row.try_get(1 + 2 * i)?;
-                    let open: i64 = row.try_get(2 + 2 * i)?;
-                    h.total = u64::try_from(total).unwrap_or(0);
-                    h.open = u64::try_from(open).unwrap_or(0);
+                    h.total = count(&row, 1 + 2 * i)?;
+                    h.open = count(&row, 2 + 2 * i)?;
                 }
                 out.insert(owner, held);
             }
@@ -159,11 +157,15 @@ impl Platform {
 /// `(category index, total, open)` of a holdings row.
 fn counts(row: &sqlx::any::AnyRow) -> Result<(usize, u64, u64), PlatformError> {
     let i: i64 = row.try_get(0)?;
-    let total: i64 = row.try_get(1)?;
-    let open: i64 = row.try_get(2)?;
     Ok((
         usize::try_from(i).unwrap_or(usize::MAX),
-        u64::try_from(total).unwrap_or(0),
-        u64::try_from(open).unwrap_or(0),
+        count(row, 1)?,
+        count(row, 2)?,
     ))
+}
+
+/// The count in column `col` of a holdings row.
+fn count(row: &sqlx::any::AnyRow, col: usize) -> Result<u64, PlatformError> {
+    let n: i64 = row.try_get(col)?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
